@@ -1,0 +1,1 @@
+"""Data: sources (hub schema -> canonical records), filters, template, packing, datamodule."""

@@ -1,0 +1,60 @@
+"""The embedded tiny world: generated datasets in every real source's hub schema.
+
+``materialize(name, cache_dir)`` writes generator ``name``'s rows once to
+``<cache_dir>/tiny_world/<name>/<split>.jsonl`` and returns the path; every later use reads the same
+file through the same ``datasets`` loading code the paper scale uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from solar.data.tiny import sources
+
+# name -> (generator(n, seed) -> rows, default number of rows, split name on the hub)
+GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
+    "alpaca_gpt4": (sources.alpaca_gpt4, 2000, "train"),
+    "openorca": (sources.openorca, 2000, "train"),
+    "synth_math_instruct": (sources.metamathqa, 2000, "train"),
+    "cpt_corpus": (sources.pretraining_corpus, 2000, "train"),
+}
+
+
+def materialize(name: str, cache_dir: str | os.PathLike, n: int | None = None,
+                seed: int = 0) -> Path:
+    """Generate (once) and return the jsonl file of tiny-world source ``name``."""
+    if name not in GENERATORS:
+        raise KeyError(f"the tiny world has no generator '{name}' (known: {sorted(GENERATORS)})")
+    generate, default_n, split = GENERATORS[name]
+    n = default_n if n is None else n
+    path = Path(cache_dir) / "tiny_world" / f"{name}-n{n}-s{seed}" / f"{split}.jsonl"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("w") as f:
+            for row in generate(n, seed):
+                f.write(json.dumps(row) + "\n")
+        tmp.replace(path)
+    return path
+
+
+def all_texts(seed: int = 0) -> list[str]:
+    """Every string the tiny world can produce, for training its tokenizer."""
+    texts = []
+    for name, (generate, _, _) in GENERATORS.items():
+        for row in generate(300, seed):
+            texts.extend(_strings(row))
+    return texts
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -1,0 +1,104 @@
+"""Generators of the tiny world's training sources, each in the exact hub schema of the real one.
+
+vicgalle/alpaca-gpt4, Open-Orca/OpenOrca (with rows of the Table 8 tasks the filter must drop),
+meta-math/MetaMathQA (GSM_* and MATH_* types) and a plain-text pretraining corpus (the ``text``
+column of HuggingFaceFW/fineweb-edu). Rows are a pure function of (n, seed).
+"""
+
+from __future__ import annotations
+
+import random
+
+from solar.data.tiny.world import FAMILIES, facts, make_qa, story_sentence, word_problem
+
+ALPACA_PREAMBLE = ("Below is an instruction that describes a task. Write a response that "
+                   "appropriately completes the request.\n\n")
+ALPACA_PREAMBLE_INPUT = ("Below is an instruction that describes a task, paired with an input that "
+                         "provides further context. Write a response that appropriately completes "
+                         "the request.\n\n")
+ORCA_SYSTEM = ["", "You are a helpful assistant.",
+               "You are an AI assistant. Provide a short, exact answer."]
+
+
+def alpaca_gpt4(n: int, seed: int) -> list[dict]:
+    """instruction / input / output / text, ``text`` in the dataset's own Alpaca rendering."""
+    rng, world, rows = random.Random(seed), facts(), []
+    for _ in range(n):
+        qa = make_qa(rng, rng.choice(["upper", "color", "home", "legs", "add"]), world)
+        instruction, inp = qa.question, ""
+        if qa.family == "upper" and rng.random() < 0.5:
+            instruction, inp = "Write the given word in capital letters.", qa.question.split()[3]
+        if inp:
+            text = (f"{ALPACA_PREAMBLE_INPUT}### Instruction:\n{instruction}\n\n### Input:\n{inp}"
+                    f"\n\n### Response:\n{qa.answer}")
+        else:
+            text = f"{ALPACA_PREAMBLE}### Instruction:\n{instruction}\n\n### Response:\n{qa.answer}"
+        rows.append({"instruction": instruction, "input": inp, "output": qa.answer, "text": text})
+    return rows
+
+
+def _table8_row(rng: random.Random, i: int) -> dict:
+    """A row rendered like one of the Table 8 tasks (FLAN / CoT / NIv2 templates)."""
+    kind = rng.randrange(6)
+    if kind == 0:  # ai2_arc via FLAN
+        qa = make_qa(rng, "color")
+        q = f"Question: {qa.question}\nOPTIONS:\n- {qa.answer}\n- {qa.wrong}\nAnswer:"
+        return {"id": f"flan.{i}", "question": q, "response": qa.answer}
+    if kind == 1:  # hellaswag via FLAN
+        s = story_sentence(rng)
+        q = f"What happens next in this paragraph?\n\n{s}\nOPTIONS:\n- It rains.\n- It snows."
+        return {"id": f"flan.{i}", "question": q, "response": "It rains."}
+    if kind == 2:  # winogrande via FLAN
+        q = ("How does the sentence end?\n\nThe cup did not fit in the box because the _ was too "
+             "big.\n\nOPTIONS:\n- cup\n- box")
+        return {"id": f"flan.{i}", "question": q, "response": "cup"}
+    if kind == 3:  # drop via FLAN
+        s = story_sentence(rng)
+        q = f"Answer based on context:\n\n{s}\n\nHow many legs are mentioned?"
+        return {"id": f"flan.{i}", "question": q, "response": "Some."}
+    if kind == 4:  # cot_gsm8k
+        wp = word_problem(rng)
+        q = f"{wp.question} Let's think step by step."
+        return {"id": f"cot.{i}", "question": q, "response": f"{wp.steps} The answer: {wp.answer}."}
+    qa = make_qa(rng, "legs")  # NIv2 task229 (definition in the system prompt)
+    return {"id": f"niv.{i}", "system_prompt": "In this task you answer a science question from the "
+            "ARC hard set.", "question": qa.question, "response": qa.answer}
+
+
+def openorca(n: int, seed: int, table8_share: float = 0.1) -> list[dict]:
+    """id / system_prompt / question / response; about ``table8_share`` of rows are Table 8 tasks."""
+    rng, world, rows = random.Random(seed), facts(), []
+    prefixes = ["flan", "niv", "cot", "t0"]
+    for i in range(n):
+        if rng.random() < table8_share:
+            row = _table8_row(rng, i)
+            row.setdefault("system_prompt", rng.choice(ORCA_SYSTEM))
+        else:
+            qa = make_qa(rng, rng.choice(FAMILIES), world)
+            row = {"id": f"{rng.choice(prefixes)}.{i}", "system_prompt": rng.choice(ORCA_SYSTEM),
+                   "question": qa.question, "response": qa.answer}
+        rows.append({k: row[k] for k in ("id", "system_prompt", "question", "response")})
+    return rows
+
+
+MATH_TYPES = ["MATH_Rephrased", "MATH_AnsAug", "MATH_SV", "MATH_FOBAR"]
+GSM_TYPES = ["GSM_Rephrased", "GSM_AnsAug", "GSM_SV", "GSM_FOBAR"]
+
+
+def metamathqa(n: int, seed: int) -> list[dict]:
+    """query / response / type / original_question; half MATH_* origin, half GSM_*."""
+    rng, rows = random.Random(seed), []
+    for _ in range(n):
+        wp = word_problem(rng)
+        kind = rng.choice(MATH_TYPES + GSM_TYPES)
+        query = wp.rephrased if kind.endswith("Rephrased") else wp.question
+        rows.append({"query": query, "response": f"{wp.steps}\nThe answer is: {wp.answer}",
+                     "type": kind, "original_question": wp.question})
+    return rows
+
+
+def pretraining_corpus(n: int, seed: int) -> list[dict]:
+    """``text`` documents of a few sentences each (the fineweb-edu ``text`` column)."""
+    rng, world = random.Random(seed), facts()
+    return [{"text": " ".join(story_sentence(rng, world) for _ in range(rng.randint(3, 8))),
+             "id": f"tiny-{i}"} for i in range(n)]

@@ -1,0 +1,1 @@
+"""LightningModules: the shared causal-LM base and one module per objective."""
