@@ -12,7 +12,6 @@ guarantee against the evaluation sets.
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 # Table 8 of the paper: tasks whose OpenOrca rows are filtered out of the SFT data.
 TABLE8_TASKS = [
@@ -60,15 +59,3 @@ def table8_task(row: dict, tasks: list[str] = TABLE8_TASKS) -> str | None:
                 any(re.search(p, system) for p in s_patterns):
             return task
     return None
-
-
-def drop_table8(rows: list[dict], tasks: list[str] = TABLE8_TASKS) -> tuple[list[dict], Counter]:
-    """Keep rows of no Table 8 task; also return how many were dropped per task."""
-    kept, dropped = [], Counter()
-    for row in rows:
-        task = table8_task(row, tasks)
-        if task is None:
-            kept.append(row)
-        else:
-            dropped[task] += 1
-    return kept, dropped

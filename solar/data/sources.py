@@ -1,0 +1,113 @@
+"""Sources: load a dataset in its hub schema (hub id or local files) and map it to canonical records.
+
+Canonical records: ``{"messages": [{"role", "content"}, ...]}`` for instruction data (the last turn is
+the assistant's response) and ``{"text": ...}`` for pretraining text. Each schema names the exact
+hub columns it needs, so a local file missing one fails with the source, file and column.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from pathlib import Path
+
+import datasets
+
+from solar.data import tiny
+from solar.data.filters import table8_task
+
+# schema -> the hub columns a loader needs (extra columns are ignored)
+SCHEMAS: dict[str, list[str]] = {
+    "alpaca_gpt4": ["instruction", "input", "output"],
+    "openorca": ["id", "system_prompt", "question", "response"],
+    "metamathqa": ["query", "response", "type", "original_question"],
+    "text": ["text"],
+}
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+class SchemaError(ValueError):
+    """A source lacks a column of its hub schema."""
+
+
+class EmptySourceError(ValueError):
+    """A source (or the whole mixture) has no rows left after filtering."""
+
+
+def _local_format(files: list[str]) -> str:
+    suffixes = {Path(f).suffix for f in files}
+    if len(suffixes) != 1 or next(iter(suffixes)) not in LOCAL_FORMATS:
+        raise ValueError(f"data_files {files}: expected one of {sorted(LOCAL_FORMATS)} (one kind)")
+    return LOCAL_FORMATS[suffixes.pop()]
+
+
+def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike) -> datasets.Dataset:
+    """The raw rows of source ``name`` as a ``datasets.Dataset`` in its hub schema.
+
+    ``world='tiny'`` generates the source (once, cached) and loads that file like any local file.
+    """
+    files = spec.get("data_files")
+    if files is None and world == "tiny":
+        files = str(tiny.materialize(name, cache_dir, seed=spec.get("seed", 0)))
+    if files is not None:
+        files = [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
+        for f in files:
+            if not glob.glob(f):
+                raise FileNotFoundError(f"source '{name}': data file {f} does not exist")
+        ds = datasets.load_dataset(_local_format(files), data_files=files, split="train")
+        where = ", ".join(files)
+    else:
+        ds = datasets.load_dataset(spec["hub_id"], spec.get("config_name"), split=spec["split"])
+        where = f"hub:{spec['hub_id']}"
+    expected = SCHEMAS[spec["schema"]]
+    missing = [c for c in expected if c not in ds.column_names]
+    if missing:
+        raise SchemaError(
+            f"source '{name}' ({where}) lacks column '{missing[0]}': schema '{spec['schema']}' "
+            f"expects columns {expected}, found {ds.column_names}"
+        )
+    return ds
+
+
+def _messages(system: str, user: str, assistant: str) -> list[dict]:
+    turns = [{"role": "system", "content": system}] if system else []
+    return turns + [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+def to_records(schema: str, ds: datasets.Dataset) -> datasets.Dataset:
+    """Map hub rows to canonical records (drops every other column)."""
+    if schema == "alpaca_gpt4":
+        fn = lambda r: {"messages": _messages(  # noqa: E731
+            "", r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"])}
+    elif schema == "openorca":
+        fn = lambda r: {"messages": _messages(r["system_prompt"], r["question"], r["response"])}  # noqa: E731
+    elif schema == "metamathqa":
+        fn = lambda r: {"messages": _messages("", r["query"], r["response"])}  # noqa: E731
+    elif schema == "text":
+        return ds.select_columns(["text"])
+    else:
+        raise KeyError(f"unknown schema '{schema}' (known: {sorted(SCHEMAS)})")
+    return ds.map(fn, remove_columns=ds.column_names, desc=f"records ({schema})")
+
+
+def prepare_source(name: str, spec: dict, world: str, cache_dir) -> tuple[datasets.Dataset, dict]:
+    """Load, filter, cap: the records one source contributes to the mixture, and what was done."""
+    ds = load_source(name, spec, world, cache_dir)
+    report = {"rows": len(ds)}
+    if spec.get("types"):  # MetaMathQA: keep rows of the listed origins (MATH_* for Synth. Math)
+        keep = set(spec["types"])
+        ds = ds.filter(lambda r: r["type"] in keep, desc=f"{name}: types")
+        report["after_types"] = len(ds)
+    if spec.get("drop_tasks"):
+        tasks = list(spec["drop_tasks"])
+        ds = ds.map(lambda r: {"_task": table8_task(r, tasks) or ""}, desc=f"{name}: Table 8")
+        report["table8_dropped"] = dict(Counter(t for t in ds["_task"] if t))
+        ds = ds.filter(lambda r: not r["_task"], desc=f"{name}: Table 8").remove_columns("_task")
+    if len(ds) == 0:
+        raise EmptySourceError(f"source '{name}' is empty after filtering ({report})")
+    cap = spec.get("max_samples")
+    if cap is not None and len(ds) > cap:
+        ds = ds.shuffle(seed=spec.get("seed", 0)).select(range(cap))
+    report["used"] = len(ds)
+    return to_records(spec["schema"], ds), report

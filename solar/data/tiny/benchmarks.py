@@ -1,0 +1,162 @@
+"""The tiny world's six H6 benchmarks, in the hub schemas of the real ones (see ../shared/data).
+
+Built from the same task families as the tiny SFT mix (creature facts, addition, word problems),
+and phrased like the SFT answers ("The zorp is red."), so a tiny model trained on that mix scores
+above chance and training visibly moves H6. ``materialize_benchmarks`` writes
+``<data_dir>/<benchmark>/<split>.jsonl`` in the layout of ../shared/data, so the tiny world and
+local copies of the real benchmarks go through the same ``data_dir`` code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from solar.data.tiny.world import COLORS, PLACES, Fact, facts, word_problem
+
+LEGS = [2, 4, 6, 8]
+LETTERS = "ABCD"
+
+
+def _claims(f: Fact) -> list[tuple[str, str, list[str]]]:
+    """(question, right answer, wrong answers) about one creature, worded like the SFT answers."""
+    return [
+        (f"What color is the {f.creature}?", f"The {f.creature} is {f.color}.",
+         [f"The {f.creature} is {c}." for c in COLORS if c != f.color]),
+        (f"Where does the {f.creature} live?", f"The {f.creature} lives in {f.home}.",
+         [f"The {f.creature} lives in {p}." for p in PLACES if p != f.home]),
+        (f"How many legs does a {f.creature} have?", f"A {f.creature} has {f.legs} legs.",
+         [f"A {f.creature} has {n} legs." for n in LEGS if n != f.legs]),
+    ]
+
+
+def _mc(rng: random.Random, right: str, wrong: list[str], k: int = 4) -> tuple[list[str], int]:
+    choices = rng.sample(wrong, k - 1) + [right]
+    rng.shuffle(choices)
+    return choices, choices.index(right)
+
+
+def _fact_items(rng: random.Random, n: int) -> list[tuple[str, str, list[str]]]:
+    world = facts()
+    return [rng.choice(_claims(rng.choice(world))) for _ in range(n)]
+
+
+def arc_challenge(n: int, seed: int) -> list[dict]:
+    rng, rows = random.Random(seed), []
+    for i, (q, right, wrong) in enumerate(_fact_items(rng, n)):
+        choices, gold = _mc(rng, right, wrong)
+        rows.append({"id": f"tiny-arc-{seed}-{i}", "question": q,
+                     "choices": {"text": choices, "label": list(LETTERS[:len(choices)])},
+                     "answerKey": LETTERS[gold]})
+    return rows
+
+
+def hellaswag(n: int, seed: int) -> list[dict]:
+    """Context = the start of a fact sentence; endings = its possible completions."""
+    rng, rows = random.Random(seed), []
+    for _ in range(n):
+        f = rng.choice(facts())
+        kind = rng.randrange(3)
+        if kind == 0:
+            ctx, right, wrong = f"The {f.creature} is", f"{f.color}.", [f"{c}." for c in COLORS]
+        elif kind == 1:
+            ctx, right, wrong = f"The {f.creature} lives in", f"{f.home}.", [f"{p}." for p in PLACES]
+        else:
+            ctx, right, wrong = f"A {f.creature} has", f"{f.legs} legs.", [f"{k} legs." for k in LEGS]
+        endings, gold = _mc(rng, right, [w for w in wrong if w != right])
+        rows.append({"ind": -1, "activity_label": "Creatures", "ctx_a": ctx, "ctx_b": "",
+                     "ctx": ctx, "endings": endings, "source_id": "", "split": "val",
+                     "split_type": "indomain", "label": str(gold)})
+    return rows
+
+
+# real MMLU subject names, so lm-eval's built-in mmlu_<subject> tasks apply
+MMLU_SUBJECTS = ("elementary_mathematics", "college_biology", "high_school_geography")
+
+
+def mmlu(n: int, seed: int) -> list[dict]:
+    rng, world, rows = random.Random(seed), facts(), []
+    for i in range(n):
+        subject = MMLU_SUBJECTS[i % len(MMLU_SUBJECTS)]
+        f = rng.choice(world)
+        if subject == "elementary_mathematics":
+            a, b = rng.randint(0, 20), rng.randint(0, 20)
+            q, right = f"What is {a} plus {b}?", str(a + b)
+            wrong = [str(a + b + d) for d in (-2, -1, 1, 2, 3)]
+        elif subject == "college_biology":
+            q, right = f"How many legs does a {f.creature} have?", str(f.legs)
+            wrong = [str(k) for k in LEGS if k != f.legs]
+        else:
+            q, right, wrong = f"Where does the {f.creature} live?", f.home, [
+                p for p in PLACES if p != f.home]
+        choices, gold = _mc(rng, right, wrong)
+        rows.append({"question": q, "subject": subject, "choices": choices, "answer": gold})
+    return rows
+
+
+def truthfulqa_mc(n: int, seed: int) -> list[dict]:
+    rng, rows = random.Random(seed), []
+    for q, right, wrong in _fact_items(rng, n):
+        mc1, gold = _mc(rng, right, wrong)
+        mc1 = [mc1[gold]] + [c for j, c in enumerate(mc1) if j != gold]  # hub: true answer first
+        mc2 = [right] + rng.sample(wrong, 3)
+        rows.append({"question": q,
+                     "mc1_targets": {"choices": mc1, "labels": [1, 0, 0, 0]},
+                     "mc2_targets": {"choices": mc2, "labels": [1, 0, 0, 0]}})
+    return rows
+
+
+def winogrande(n: int, seed: int) -> list[dict]:
+    """'The _ is red.' with two creatures, one of which is red."""
+    rng, world, rows = random.Random(seed), facts(), []
+    while len(rows) < n:
+        f, g = rng.sample(world, 2)
+        kind = rng.randrange(3)
+        attr = [(f.color, g.color, "The _ is {}."), (f.home, g.home, "The _ lives in {}."),
+                (f.legs, g.legs, "A _ has {} legs.")][kind]
+        if attr[0] == attr[1]:
+            continue
+        first = rng.random() < 0.5
+        o1, o2 = (f.creature, g.creature) if first else (g.creature, f.creature)
+        rows.append({"sentence": attr[2].format(attr[0]), "option1": o1, "option2": o2,
+                     "answer": "1" if first else "2"})
+    return rows
+
+
+def gsm8k(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        wp = word_problem(rng)
+        rows.append({"question": wp.question, "answer": f"{wp.steps}\n#### {wp.answer}"})
+    return rows
+
+
+# benchmark folder -> {split: (generator, rows, seed offset)}: eval splits and few-shot splits
+# use different seeds so few-shot examples are not the evaluated items.
+SPLITS = {
+    "arc_challenge": {"test": (arc_challenge, 100, 0), "train": (arc_challenge, 50, 1)},
+    "hellaswag": {"validation": (hellaswag, 100, 0), "train": (hellaswag, 50, 1)},
+    "mmlu": {"test": (mmlu, 90, 0), "dev": (mmlu, 15, 1)},   # 3 subjects x 5 dev rows
+    "truthfulqa_mc": {"validation": (truthfulqa_mc, 100, 0)},
+    "winogrande": {"validation": (winogrande, 100, 0), "train": (winogrande, 50, 1)},
+    "gsm8k": {"test": (gsm8k, 100, 0), "train": (gsm8k, 50, 1)},
+}
+
+
+def materialize_benchmarks(cache_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Write (once) the tiny benchmarks under ``<cache_dir>/tiny_world/benchmarks-s<seed>/``."""
+    data_dir = Path(cache_dir) / "tiny_world" / f"benchmarks-s{seed}"
+    for bench, splits in SPLITS.items():
+        for split, (generate, n, offset) in splits.items():
+            path = data_dir / bench / f"{split}.jsonl"
+            if path.is_file():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            rows = generate(n, 1000 * seed + offset)
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            tmp.replace(path)
+    return data_dir
