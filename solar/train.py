@@ -74,6 +74,8 @@ def train(cfg: DictConfig) -> Path:
         last = run_dir / "checkpoints" / "last.ckpt"
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.run.resume and
                     last.exists() else None)
+        if trainer.interrupted:  # Ctrl-C / SIGTERM: keep the checkpoints, write no model
+            raise KeyboardInterrupt(f"run interrupted; rerun the same command to resume {run_dir}")
         if trainer.is_global_zero:
             with atomic_dir(model_out, overwrite=cfg.run.overwrite) as tmp:
                 module.model.save_pretrained(tmp, safe_serialization=True)

@@ -37,9 +37,12 @@ def alpaca_gpt4(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def _table8_row(rng: random.Random, i: int) -> dict:
-    """A row rendered like one of the Table 8 tasks (FLAN / CoT / NIv2 templates)."""
-    kind = rng.randrange(6)
+TABLE8_PLANTED = ["ai2_arc/ARC-Challenge:1.0.0", "hellaswag:1.1.0", "winogrande:1.1.0", "drop:2.0.0",
+                  "cot_gsm8k", "task229_arc_answer_generation_hard"]
+
+
+def _table8_row(rng: random.Random, i: int, kind: int) -> dict:
+    """A row rendered like Table 8 task ``TABLE8_PLANTED[kind]`` (FLAN / CoT / NIv2 templates)."""
     if kind == 0:  # ai2_arc via FLAN
         qa = make_qa(rng, "color")
         q = f"Question: {qa.question}\nOPTIONS:\n- {qa.answer}\n- {qa.wrong}\nAnswer:"
@@ -65,20 +68,27 @@ def _table8_row(rng: random.Random, i: int) -> dict:
             "ARC hard set.", "question": qa.question, "response": qa.answer}
 
 
-def openorca(n: int, seed: int, table8_share: float = 0.1) -> list[dict]:
-    """id / system_prompt / question / response; about ``table8_share`` of rows are Table 8 tasks."""
-    rng, world, rows = random.Random(seed), facts(), []
+def openorca_with_tasks(n: int, seed: int, table8_share: float = 0.1) -> list[tuple[dict, str]]:
+    """(row, planted Table 8 task or "") pairs; about ``table8_share`` of rows are Table 8 tasks."""
+    rng, world, out = random.Random(seed), facts(), []
     prefixes = ["flan", "niv", "cot", "t0"]
     for i in range(n):
+        task = ""
         if rng.random() < table8_share:
-            row = _table8_row(rng, i)
+            kind = rng.randrange(len(TABLE8_PLANTED))
+            row, task = _table8_row(rng, i, kind), TABLE8_PLANTED[kind]
             row.setdefault("system_prompt", rng.choice(ORCA_SYSTEM))
         else:
             qa = make_qa(rng, rng.choice(FAMILIES), world)
             row = {"id": f"{rng.choice(prefixes)}.{i}", "system_prompt": rng.choice(ORCA_SYSTEM),
                    "question": qa.question, "response": qa.answer}
-        rows.append({k: row[k] for k in ("id", "system_prompt", "question", "response")})
-    return rows
+        out.append(({k: row[k] for k in ("id", "system_prompt", "question", "response")}, task))
+    return out
+
+
+def openorca(n: int, seed: int) -> list[dict]:
+    """id / system_prompt / question / response (Open-Orca/OpenOrca schema)."""
+    return [row for row, _ in openorca_with_tasks(n, seed)]
 
 
 MATH_TYPES = ["MATH_Rephrased", "MATH_AnsAug", "MATH_SV", "MATH_FOBAR"]

@@ -1,0 +1,154 @@
+"""Loaders (real rows and generated rows), the Table 8 filter, the template mask and packing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from solar.data import tiny
+from solar.data.datamodule import SolarDataModule, collate
+from solar.data.encode import IGNORE, encode_chat
+from solar.data.filters import table8_task
+from solar.data.packing import concat_row, pack
+from solar.data.sources import SchemaError, load_source, prepare_source, to_records
+from solar.data.tiny.tokenizer import tiny_tokenizer
+from solar.modeling import load_model
+
+ALPACA = {"schema": "alpaca_gpt4", "hub_id": "vicgalle/alpaca-gpt4", "split": "train",
+          "max_samples": 52000, "seed": 0}
+
+
+def test_alpaca_loader_on_real_rows(shared_data):
+    spec = {**ALPACA, "data_files": str(shared_data / "alpaca_gpt4" / "train.jsonl")}
+    ds = load_source("alpaca_gpt4", spec, "hub", "/nonexistent")
+    assert len(ds) == 300 and {"instruction", "input", "output", "text"} <= set(ds.column_names)
+    records, report = prepare_source("alpaca_gpt4", {**spec, "max_samples": 100}, "hub", "/x")
+    assert report == {"rows": 300, "used": 100}
+    first = json.loads((shared_data / "alpaca_gpt4" / "train.jsonl").read_text().splitlines()[0])
+    full = to_records("alpaca_gpt4", ds)
+    assert full[0]["messages"] == [{"role": "user", "content": first["instruction"]},
+                                   {"role": "assistant", "content": first["output"]}]
+
+
+def test_missing_column_names_source_file_and_column(tmp_path):
+    bad = tmp_path / "alpaca.jsonl"
+    bad.write_text(json.dumps({"instruction": "Say hi.", "input": ""}) + "\n")
+    with pytest.raises(SchemaError) as err:
+        load_source("alpaca_gpt4", {**ALPACA, "data_files": str(bad)}, "hub", tmp_path)
+    assert "alpaca_gpt4" in str(err.value) and str(bad) in str(err.value)
+    assert "'output'" in str(err.value) and "instruction" in str(err.value)
+
+
+def test_generated_sources_are_deterministic_and_in_hub_schema(cache_dir):
+    path = tiny.materialize("openorca", cache_dir)
+    assert path == tiny.materialize("openorca", cache_dir)  # cached
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(rows[0]) == {"id", "system_prompt", "question", "response"}
+    assert {r["id"].split(".")[0] for r in rows} == {"flan", "niv", "cot", "t0"}
+    math = [json.loads(x) for x in tiny.materialize("synth_math_instruct", cache_dir)
+            .read_text().splitlines()]
+    assert set(math[0]) == {"query", "response", "type", "original_question"}
+    assert {r["type"][:4] for r in math} == {"MATH", "GSM_"}
+
+
+def test_table8_filter_drops_the_planted_task_rows_and_nothing_else(cache_dir):
+    from collections import Counter
+
+    from solar.data.tiny.sources import TABLE8_PLANTED, openorca_with_tasks
+
+    spec = {"schema": "openorca", "hub_id": "Open-Orca/OpenOrca", "split": "train", "seed": 0,
+            "drop_tasks": TABLE8_PLANTED}
+    truth = Counter(task for _, task in openorca_with_tasks(2000, 0) if task)
+    _, report = prepare_source("openorca", spec, "tiny", cache_dir)
+    assert report["table8_dropped"] == dict(truth) and sum(truth.values()) > 150
+    assert report["used"] == 2000 - sum(truth.values())
+    assert table8_task({"id": "t0.1", "question": "What happens next in this paragraph?",
+                        "system_prompt": ""}) is None  # wrong sub-mixture: kept
+    assert table8_task({"id": "flan.1", "question": "What is 3 plus 4?", "system_prompt": ""}) is None
+
+
+def test_prompt_tokens_never_contribute_to_the_loss(cache_dir):
+    tok = tiny_tokenizer(cache_dir)
+    msgs = [{"role": "system", "content": "Be short."},
+            {"role": "user", "content": "What is 3 plus 4?"},
+            {"role": "assistant", "content": "3 plus 4 is 7."}]
+    ex = encode_chat(msgs, tok, 128)
+    targets = [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != IGNORE]
+    assert tok.decode(targets) == "3 plus 4 is 7.</s>"
+    assert tok.decode(ex["input_ids"]) == "<s>" + tok.apply_chat_template(msgs, tokenize=False)
+    # manual loss over response tokens only == the module's masked loss; prompt changes don't move it
+    model = load_model(None, architecture=dict(hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4),
+                       vocab_size=len(tok), seed=0)
+    from solar.objectives.base import token_loss_sum
+
+    def loss(example):
+        batch = collate([{**example, "position_ids": list(range(len(example["input_ids"])))}],
+                        tok.pad_token_id, packed=False)
+        total, n = token_loss_sum(model, batch)
+        return total / n, batch
+
+    value, batch = loss(ex)
+    logits = model(input_ids=batch["input_ids"]).logits[0]
+    positions = [p for p, lab in enumerate(ex["labels"]) if lab != IGNORE]
+    assert positions[-1] < len(ex["input_ids"]) - 1  # the template's blank line is no target
+    manual = torch.stack([-torch.log_softmax(logits[p - 1], -1)[ex["input_ids"][p]]
+                          for p in positions]).mean()
+    assert torch.allclose(value, manual, atol=1e-6)
+    other = encode_chat([{"role": "user", "content": "What is 3 plus 4?"}] + msgs[2:], tok, 128)
+    assert [t for t, lab in zip(other["input_ids"], other["labels"]) if lab != IGNORE] == targets
+
+
+def test_packing_is_best_fit_and_bounded():
+    rows = pack([5, 3, 7, 2, 1, 8], 8)
+    assert sorted(i for r in rows for i in r) == list(range(6))
+    assert all(sum([5, 3, 7, 2, 1, 8][i] for i in r) <= 8 for r in rows)
+    assert len(rows) == 4  # 36 tokens... 8 | 7+1 | 5+3 | 2 -> 4 rows
+    with pytest.raises(ValueError, match="max_length"):
+        pack([9], 8)
+
+
+def test_packed_logits_equal_one_by_one(cache_dir):
+    tok = tiny_tokenizer(cache_dir)
+    model = load_model(None, architecture=dict(hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+                       vocab_size=len(tok), seed=1).eval()
+    texts = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Spell the word cat backwards.", "t a c"),
+             ("Where does the zorp live?", "The zorp lives in Velm.")]
+    exs = [encode_chat([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                       tok, 128) for q, a in texts]
+    row = collate([concat_row(exs)], tok.pad_token_id, packed=True)
+    row_padded = collate([concat_row(exs), concat_row(exs[:1])], tok.pad_token_id, packed=True)
+    with torch.no_grad():
+        # use_cache=False: with a KV cache transformers skips the packed-sequence mask (as in training)
+        packed = model(input_ids=row["input_ids"], position_ids=row["position_ids"],
+                       use_cache=False).logits[0]
+        padded = model(input_ids=row_padded["input_ids"],
+                       position_ids=row_padded["position_ids"], use_cache=False).logits
+        start = 0
+        for ex in exs:
+            alone = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0]
+            n = len(ex["input_ids"])
+            torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-5)
+            start += n
+        n0 = len(exs[0]["input_ids"])
+        torch.testing.assert_close(padded[1, :n0], packed[:n0], atol=1e-5, rtol=1e-5)
+
+
+def test_tokenized_cache_is_reused(cache_dir):
+    tok = tiny_tokenizer(cache_dir)
+    spec = {**ALPACA, "max_samples": 64}
+    dm = SolarDataModule({"alpaca_gpt4": spec}, tok, world="tiny", cache_dir=cache_dir,
+                         max_length=128, micro_batch_size=4)
+    dm.setup()
+    eff = dm.report["train"]["packing_efficiency"]
+    assert dm.report["examples"] == 64 and 0.5 < eff <= 1.0
+    stamp = (dm.cache_path / "report.json").stat().st_mtime_ns
+    dm2 = SolarDataModule({"alpaca_gpt4": spec}, tok, world="tiny", cache_dir=cache_dir,
+                          max_length=128, micro_batch_size=4)
+    dm2.setup()
+    assert dm2.cache_path == dm.cache_path
+    assert (dm.cache_path / "report.json").stat().st_mtime_ns == stamp
+    assert dm2.train_rows["input_ids"] == dm.train_rows["input_ids"]
