@@ -86,7 +86,9 @@ def train(cfg: DictConfig) -> Path:
             print(f"model: {model_out}")
         if cfg.get("eval"):
             from solar.evaluate import evaluate_h6  # the eval extra is only needed here
-            evaluate_h6(str(model_out), cfg.eval, run_dir / "eval", cfg=cfg)
+            evaluate_h6(str(model_out), cfg.eval, run_dir / "eval", cfg.scale.world,
+                        cfg.paths.cache, logger_run=getattr(logger, "experiment", None)
+                        if cfg.logger.name == "wandb" else None)
     finally:
         if hasattr(logger, "experiment") and cfg.logger.name == "wandb":
             import wandb
