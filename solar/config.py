@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 from omegaconf import DictConfig, OmegaConf
 
 from solar.data.sources import SCHEMAS
-from solar.runs import ablation_entry
 
 
 class ConfigError(ValueError):
     def __init__(self, errors: list[str]):
         self.errors = errors
         super().__init__("invalid config:\n" + "\n".join(f"  - {e}" for e in errors))
-
-
-def refuse_other_entry(entry: str, argv: list[str] | None = None) -> None:
-    """Stop `python -m solar.<entry> +ablation=X` when X belongs to another entry point."""
-    for arg in argv if argv is not None else sys.argv[1:]:
-        if arg.startswith(("+ablation=", "ablation=")):
-            name = arg.split("=", 1)[1]
-            other = ablation_entry(name)
-            if other is not None and other != entry:
-                sys.exit(f"error: ablation '{name}' is run by solar.{other}, not solar.{entry}:\n"
-                         f"    python -m solar.{other} +ablation={name} "
-                         + " ".join(a for a in argv or sys.argv[1:] if a != arg))
 
 
 def _positive(cfg: DictConfig, key: str, errors: list[str], allow_zero: bool = False) -> None:

@@ -136,3 +136,20 @@ def write_lineage(model_dir: str | os.PathLike, *, method: str, parents: list[st
         "method": method, "parents": parents, "params": params or {}, "data": data or {},
         "git_sha": git_sha(),
     })
+
+
+def ablation_in_argv(argv: list[str]) -> str | None:
+    """The ``+ablation=<name>`` of a command line, read before Hydra composes anything: an
+    ablation of another entry point may override config groups this entry point does not have."""
+    for arg in argv:
+        if arg.startswith(("+ablation=", "ablation=", "++ablation=")):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def refuse_other_entry(ablation_name: str | None, entry: str) -> None:
+    """An ablation run by another entry point fails here with the command that runs it."""
+    kind = ablation_entry(ablation_name) if ablation_name else None
+    if kind is not None and kind != entry:
+        raise ValueError(f"ablation '{ablation_name}' is not run by solar.{entry}; run:\n"
+                         f"    python -m solar.{kind} +ablation={ablation_name}")

@@ -11,14 +11,15 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from solar.config import ConfigError, refuse_other_entry, validate_train
+from solar.config import ConfigError, validate_train
 from solar.data.datamodule import SolarDataModule
 from solar.data.sources import EmptySourceError, SchemaError
 from solar.loggers import make_logger
 from solar.modeling import load_tokenizer
 from solar.objectives.cpt import CPTModule
 from solar.objectives.sft import SFTModule
-from solar.runs import MissingParentError, atomic_dir, git_sha, resolve_model, write_lineage
+from solar.runs import (MissingParentError, ablation_in_argv, atomic_dir, git_sha,
+                        refuse_other_entry, resolve_model, write_lineage)
 
 OBJECTIVES = {"sft": SFTModule, "cpt": CPTModule}
 EXPECTED = (ConfigError, SchemaError, EmptySourceError, MissingParentError, FileNotFoundError,
@@ -106,5 +107,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    refuse_other_entry("train")
+    try:  # before composing: a merge ablation may override groups train.yaml lacks
+        refuse_other_entry(ablation_in_argv(sys.argv[1:]), "train")
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     main()

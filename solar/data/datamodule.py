@@ -22,7 +22,9 @@ from solar.data.encode import IGNORE, encode_chat, encode_text
 from solar.data.packing import concat_row, pack
 from solar.data.sources import EmptySourceError, prepare_source
 
-CACHE_VERSION = 1  # bump when encoding or packing changes what a cached recipe contains
+CACHE_VERSION = 1
+ROWS = datasets.Features({k: datasets.Sequence(datasets.Value("int32"))
+                          for k in ("input_ids", "labels", "position_ids")})  # bump when encoding or packing changes what a cached recipe contains
 
 
 def recipe_hash(recipe: dict) -> str:
@@ -116,8 +118,10 @@ class SolarDataModule(L.LightningDataModule):
             return
         if not (self.cache_path / "report.json").is_file():
             self._build()
-        self.train_rows = datasets.load_from_disk(str(self.cache_path / "train"))
-        self.val_rows = datasets.load_from_disk(str(self.cache_path / "val"))
+        self.train_rows, self.val_rows = (
+            datasets.load_from_disk(str(self.cache_path / key)) if (self.cache_path / key).exists()
+            else datasets.Dataset.from_dict({k: [] for k in ROWS}, features=ROWS)
+            for key in ("train", "val"))
         self.report = json.loads((self.cache_path / "report.json").read_text())
 
     def _build(self) -> None:
@@ -134,7 +138,8 @@ class SolarDataModule(L.LightningDataModule):
         report = {"sources": reports, "examples": len(examples)}
         for key, part in (("train", split["train"]), ("val", split["test"])):
             rows, stats = self._rows(part)
-            rows.save_to_disk(str(tmp / key))
+            if len(rows):  # datasets cannot reload an empty saved dataset: absent = no rows
+                rows.save_to_disk(str(tmp / key))
             report[key] = stats
         (tmp / "report.json").write_text(json.dumps({**report, "recipe": self.recipe}, indent=2))
         if not self.cache_path.exists():
@@ -166,10 +171,8 @@ class SolarDataModule(L.LightningDataModule):
         groups = pack(lengths, self.max_length) if self.packing else [[i] for i in
                                                                       range(len(lengths))]
         rows = datasets.Dataset.from_generator(
-            _row_generator, gen_kwargs={"examples": examples, "groups": groups},
-            features=datasets.Features({k: datasets.Sequence(datasets.Value("int32"))
-                                        for k in ("input_ids", "labels", "position_ids")}),
-        ) if groups else examples.select([]).add_column("position_ids", [])
+            _row_generator, gen_kwargs={"examples": examples, "groups": groups}, features=ROWS,
+        ) if groups else datasets.Dataset.from_dict({k: [] for k in ROWS}, features=ROWS)
         tokens = sum(lengths)
         # share of non-pad tokens in the rows as the loader pads them (to max_length when packed)
         width = self.max_length if self.packing else max(lengths, default=1)

@@ -1,0 +1,76 @@
+"""Depth up-scaling (SOLAR Sec. 2): python -m solar.upscale [scale=tiny] [upscale.m=8].
+
+Output: s = 2(n − m) blocks = blocks [0, n−m) of the model followed by blocks [m, n) of a copy,
+streamed from safetensors to safetensors (see solar/weights). Writes ``<run.dir>/model`` plus
+``lineage.json`` and the resolved ``config.yaml``, atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from solar.runs import (CONF_DIR, MissingParentError, ablation_in_argv, atomic_dir,
+                        refuse_other_entry, resolve_model, write_lineage)
+from solar.weights.checkpoint import CheckpointError
+
+EXPECTED = (CheckpointError, MissingParentError, FileExistsError, FileNotFoundError, ValueError)
+
+
+def source_dir(cfg: DictConfig) -> tuple[Path, str]:
+    """The input checkpoint directory and how lineage names it."""
+    from solar.weights.files import local_checkpoint
+
+    if cfg.model.pretrained is None:  # scale=tiny: the seeded tiny model, materialised once
+        from solar.weights.tiny_base import materialise_tiny
+
+        arch = OmegaConf.to_container(cfg.model.architecture, resolve=True)
+        path = materialise_tiny(arch, int(cfg.model.init_seed), cfg.paths.cache)
+        return path, f"{cfg.model.name} (seed {cfg.model.init_seed})"
+    ref = resolve_model(str(cfg.model.pretrained), cfg.paths.runs, cfg.scale.name)
+    return local_checkpoint(ref), str(cfg.model.pretrained)
+
+
+def run(cfg: DictConfig) -> Path:
+    from solar.weights.dus import upscale_checkpoint
+
+    refuse_other_entry(cfg.get("ablation_name"), "upscale")
+    if cfg.model.get("trust_remote_code"):
+        raise ValueError("`model.trust_remote_code` is not needed by DUS (weights are copied)")
+    src, parent = source_dir(cfg)
+    with atomic_dir(cfg.run.dir, overwrite=bool(cfg.run.overwrite)) as tmp:
+        (tmp / "model").mkdir()
+        info = upscale_checkpoint(src, tmp / "model", m=cfg.upscale.m, layers=cfg.upscale.layers,
+                                  max_shard_bytes=cfg.upscale.shard_size,
+                                  progress=bool(cfg.upscale.progress))
+        write_lineage(tmp, method="dus", parents=[parent],
+                      params={**info, "source_dir": str(src)})
+        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"up-scaled {parent}: n={info['n']} m={info['m']} -> {info['s']} layers in "
+          f"{cfg.run.dir}/model")
+    return Path(cfg.run.dir)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="upscale", version_base=None)
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except EXPECTED as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli() -> None:
+    try:  # before composition: a training ablation overrides groups this config does not have
+        refuse_other_entry(ablation_in_argv(sys.argv[1:]), "upscale")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    main()
+
+
+if __name__ == "__main__":
+    cli()

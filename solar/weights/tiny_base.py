@@ -1,0 +1,26 @@
+"""The scale=tiny DUS input: the seeded tiny Llama (conf/model/tiny.yaml) as a checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from solar.runs import atomic_dir
+
+
+def materialise_tiny(architecture: dict, seed: int, cache_dir: str | os.PathLike) -> Path:
+    """Build once (seeded, so every run gets the same weights), then reuse from the cache."""
+    key = hashlib.sha1(json.dumps([architecture, seed], sort_keys=True).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"tiny_base-{key}"
+    if (path / "config.json").is_file():
+        return path
+    from solar.modeling import load_model, load_tokenizer  # torch + transformers: tiny only
+
+    tok = load_tokenizer(None, cache_dir)
+    model = load_model(None, architecture=architecture, vocab_size=len(tok), seed=seed)
+    with atomic_dir(path, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return path
