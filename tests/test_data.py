@@ -152,3 +152,20 @@ def test_tokenized_cache_is_reused(cache_dir):
     assert dm2.cache_path == dm.cache_path
     assert (dm.cache_path / "report.json").stat().st_mtime_ns == stamp
     assert dm2.train_rows["input_ids"] == dm.train_rows["input_ids"]
+
+
+def test_decontamination_in_a_source_config_drops_planted_benchmark_rows(cache_dir, tmp_path):
+    from solar.data.tiny.benchmarks import materialize_benchmarks
+
+    gsm = json.loads((materialize_benchmarks(cache_dir) / "gsm8k" / "test.jsonl")
+                     .read_text().splitlines()[0])
+    rows = [{"instruction": "Write the word cat in capital letters.", "input": "",
+             "output": "CAT", "text": ""}] * 3
+    rows.append({"instruction": gsm["question"], "input": "", "output": gsm["answer"], "text": ""})
+    path = tmp_path / "mix.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {**ALPACA, "data_files": str(path), "decontaminate": {"n": 13}}
+    if len(gsm["question"].split()) < 13:
+        pytest.skip("generated GSM8K question shorter than one 13-gram")
+    records, report = prepare_source("alpaca_gpt4", spec, "tiny", cache_dir)
+    assert report["decontaminated"] == 1 and report["used"] == 3

@@ -104,6 +104,20 @@ def prepare_source(name: str, spec: dict, world: str, cache_dir) -> tuple[datase
         ds = ds.map(lambda r: {"_task": table8_task(r, tasks) or ""}, desc=f"{name}: Table 8")
         report["table8_dropped"] = dict(Counter(t for t in ds["_task"] if t))
         ds = ds.filter(lambda r: not r["_task"], desc=f"{name}: Table 8").remove_columns("_task")
+    decon = spec.get("decontaminate")
+    if decon:  # n-gram overlap with the six H6 evaluation sets (solar/data/decontaminate.py)
+        from solar.data.decontaminate import Decontaminator, benchmark_texts
+        from solar.data.tiny.benchmarks import materialize_benchmarks
+        data_dir = decon.get("data_dir") or (materialize_benchmarks(cache_dir) if world == "tiny"
+                                             else None)
+        if data_dir is None:
+            raise ValueError(f"`data.sources.{name}.decontaminate.data_dir`: local copies of the "
+                             "six benchmarks are needed at paper scale")
+        judge = Decontaminator(benchmark_texts(data_dir), n=decon.get("n", 13))
+        before = len(ds)
+        ds = ds.filter(lambda r: not judge.overlaps(" ".join(str(v) for v in r.values())),
+                       desc=f"{name}: decontaminate")
+        report["decontaminated"] = before - len(ds)
     if len(ds) == 0:
         raise EmptySourceError(f"source '{name}' is empty after filtering ({report})")
     cap = spec.get("max_samples")
