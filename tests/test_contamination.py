@@ -41,11 +41,11 @@ def test_memorised_items_flagged_unseen_not(cache_dir):
     corpus = [f"{q.question} {q.answer}" for q in
               (make_qa(rng, rng.choice(["color", "home", "legs"])) for _ in range(400))]
     reference = _train(load_model(None, architecture=ARCH, vocab_size=len(tok)), tok, corpus,
-                       80, 3e-3)
+                       120, 3e-3)
     # target: the reference fine-tuned until it has memorised the `seen` items
-    target = _train(copy.deepcopy(reference), tok, seen, 60, 3e-3)
-    hit = contamination(target, tok, reference, tok, seen, k=10)
-    miss = contamination(target, tok, reference, tok, unseen, k=10)
+    target = _train(copy.deepcopy(reference), tok, seen, 80, 3e-3)
+    hit = contamination(target, tok, reference, tok, seen, k=20)
+    miss = contamination(target, tok, reference, tok, unseen, k=20)
     assert hit["result"] == 1.0 and max(hit["scores"]) < 0.1, hit
     assert miss["result"] <= 0.4, miss
     table = format_table9("t", {"arc_challenge": hit, "gsm8k": miss})
