@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from solar.data.sources import SCHEMAS
+from solar.data.sources import PREFERENCE_SCHEMAS, SCHEMAS
+
+OBJECTIVE_NAMES = ("cpt", "sft", "dpo", "sdpo")
 
 
 class ConfigError(ValueError):
@@ -41,18 +43,31 @@ def validate_train(cfg: DictConfig) -> None:
     sources = cfg.data.get("sources") or {}
     if not sources:
         errors.append("`data.sources` is empty: select sources, e.g. data=[alpaca_gpt4]")
-    text_only = cfg.objective.name == "cpt"
+    objective = cfg.objective.name
+    if objective not in OBJECTIVE_NAMES:
+        errors.append(f"`objective.name` must be one of {OBJECTIVE_NAMES} (got {objective!r})")
+    needs = {"cpt": "text", "sft": "instruction", "dpo": "preference", "sdpo": "preference"}.get(
+        objective)
     for name, spec in sources.items():
         key = f"data.sources.{name}"
-        if spec.get("schema") not in SCHEMAS:
-            errors.append(f"`{key}.schema` must be one of {sorted(SCHEMAS)} (got {spec.get('schema')!r})")
-        elif text_only != (spec.schema == "text") and cfg.objective.name in ("cpt", "sft"):
-            errors.append(f"`{key}`: objective '{cfg.objective.name}' cannot train on schema "
-                          f"'{spec.schema}' ({'text' if text_only else 'instruction'} data needed)")
-        if not spec.get("hub_id") and not spec.get("data_files"):
-            errors.append(f"`{key}` needs `hub_id` or `data_files`")
+        schema = spec.get("schema")
+        if schema not in SCHEMAS:
+            errors.append(f"`{key}.schema` must be one of {sorted(SCHEMAS)} (got {schema!r})")
+            continue
+        kind = "text" if schema == "text" else "preference" if schema in PREFERENCE_SCHEMAS \
+            else "instruction"
+        if needs and kind != needs:
+            errors.append(f"`{key}`: objective '{objective}' cannot train on schema '{schema}' "
+                          f"({needs} data needed)")
+        parts = [(f"{key}.{p}", spec.get(p) or {}) for p in ("questions", "solutions")] \
+            if schema == "synth_math_alignment" else [(key, spec)]
+        for part_key, part in parts:
+            if not part.get("hub_id") and not part.get("data_files"):
+                errors.append(f"`{part_key}` needs `hub_id` or `data_files`")
         if spec.get("max_samples") is not None:
             _positive(cfg, f"{key}.max_samples", errors)
+    if objective in ("dpo", "sdpo"):
+        _validate_preference(cfg, errors)
     if cfg.logger.name not in ("wandb", "csv"):
         errors.append(f"`logger.name` must be wandb or csv (got {cfg.logger.name!r})")
     elif cfg.logger.name == "wandb" and cfg.logger.mode not in ("auto", "online", "offline",
@@ -60,3 +75,35 @@ def validate_train(cfg: DictConfig) -> None:
         errors.append(f"`logger.mode` must be auto, online, offline or disabled")
     if errors:
         raise ConfigError(errors)
+
+
+def _validate_preference(cfg: DictConfig, errors: list[str]) -> None:
+    """DPO / sDPO settings: beta, loss, reference, and sDPO's steps."""
+    obj = cfg.objective
+    _positive(cfg, "objective.beta", errors)
+    if obj.get("loss_type") not in ("sigmoid", "ipo"):
+        errors.append(f"`objective.loss_type` must be sigmoid or ipo (got {obj.get('loss_type')!r})")
+    if not 0 <= obj.get("label_smoothing", 0) < 0.5:
+        errors.append(f"`objective.label_smoothing` must be in [0, 0.5) (got {obj.label_smoothing})")
+    if obj.get("reference") not in ("precomputed", "live"):
+        errors.append(f"`objective.reference` must be precomputed or live (got "
+                      f"{obj.get('reference')!r})")
+    if obj.name != "sdpo":
+        return
+    if obj.get("order") not in ("given", "easy_to_hard"):
+        errors.append(f"`objective.order` must be given or easy_to_hard (got {obj.get('order')!r})")
+    steps = obj.get("steps") or []
+    if not steps:
+        errors.append("`objective.steps` is empty: sDPO needs at least one step")
+    sources, used = cfg.data.get("sources") or {}, []
+    for k, step in enumerate(steps):
+        if not step.get("name") or not step.get("data"):
+            errors.append(f"`objective.steps[{k}]` needs a `name` and a `data` list of sources")
+            continue
+        for src in step.data:
+            if src not in sources:
+                errors.append(f"`objective.steps[{k}].data`: source '{src}' is not selected "
+                              f"under `data` (selected: {sorted(sources)})")
+            used.append(src)
+    if len(used) != len(set(used)):
+        errors.append("`objective.steps`: a source appears in more than one step")

@@ -130,11 +130,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def write_lineage(model_dir: str | os.PathLike, *, method: str, parents: list[str],
-                  params: dict | None = None, data: dict | None = None) -> None:
-    """``lineage.json``: where a checkpoint came from (parents, data recipe, method, parameters)."""
+                  params: dict | None = None, data: dict | None = None, **extra) -> None:
+    """``lineage.json``: where a checkpoint came from (parents, data recipe, method, parameters,
+    and any ``extra`` facts of the method, e.g. the reference of a DPO step)."""
     write_json(Path(model_dir) / "lineage.json", {
         "method": method, "parents": parents, "params": params or {}, "data": data or {},
-        "git_sha": git_sha(),
+        "git_sha": git_sha(), **extra,
     })
 
 

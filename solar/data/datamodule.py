@@ -45,13 +45,13 @@ class StepLoader:
     """
 
     def __init__(self, rows: datasets.Dataset, micro_batch_size: int, grad_accum: int, seed: int,
-                 pad_id: int, packed: bool, rank: int = 0, world_size: int = 1):
+                 collate_fn, rank: int = 0, world_size: int = 1):
         self.rows, self.mbs, self.accum, self.seed = rows, micro_batch_size, grad_accum, seed
-        self.pad_id, self.packed, self.rank, self.world = pad_id, packed, rank, world_size
+        self.collate, self.rank, self.world = collate_fn, rank, world_size
         self.start_step = 0
         self.per_step = micro_batch_size * grad_accum * world_size
         if len(rows) < self.per_step:
-            raise EmptySourceError(f"{len(rows)} packed rows < one optimizer step of {self.per_step}"
+            raise EmptySourceError(f"{len(rows)} rows < one optimizer step of {self.per_step}"
                                    " rows; lower data.micro_batch_size or data.grad_accum")
 
     def __len__(self) -> int:
@@ -64,8 +64,8 @@ class StepLoader:
         random.Random(self.seed + epoch).shuffle(order)
         for step in range(skip, len(self)):
             ids = order[step * self.per_step:(step + 1) * self.per_step][self.rank::self.world]
-            yield [collate([self.rows[i] for i in ids[k * self.mbs:(k + 1) * self.mbs]],
-                           self.pad_id, self.packed) for k in range(self.accum)]
+            yield [self.collate([self.rows[i] for i in ids[k * self.mbs:(k + 1) * self.mbs]])
+                   for k in range(self.accum)]
 
 
 def collate(rows: list[dict], pad_id: int, packed: bool) -> dict:
@@ -88,6 +88,8 @@ def collate(rows: list[dict], pad_id: int, packed: bool) -> dict:
 
 
 class SolarDataModule(L.LightningDataModule):
+    features = ROWS  # columns of a cached split (an absent split loads as an empty one)
+
     def __init__(self, sources: dict, tokenizer, *, world: str, cache_dir: str | os.PathLike,
                  objective: str = "sft", max_length: int = 2048, packing: bool = True,
                  micro_batch_size: int = 8, grad_accum: int = 1, val_fraction: float = 0.02,
@@ -106,6 +108,7 @@ class SolarDataModule(L.LightningDataModule):
             "packing": packing, "val_fraction": val_fraction, "seed": seed,
         }
         self.report: dict = {}
+        self.encode_report: dict = {}  # what tokenization dropped or cut, for the report
         self._train_loader: StepLoader | None = None
         self._resume_step = 0
 
@@ -120,14 +123,14 @@ class SolarDataModule(L.LightningDataModule):
             self._build()
         self.train_rows, self.val_rows = (
             datasets.load_from_disk(str(self.cache_path / key)) if (self.cache_path / key).exists()
-            else datasets.Dataset.from_dict({k: [] for k in ROWS}, features=ROWS)
+            else datasets.Dataset.from_dict({k: [] for k in self.features}, features=self.features)
             for key in ("train", "val"))
         self.report = json.loads((self.cache_path / "report.json").read_text())
 
     def _build(self) -> None:
         parts, reports = [], {}
         for name, spec in self.sources.items():
-            records, reports[name] = prepare_source(name, spec, self.world, self.cache_dir)
+            records, reports[name] = self.prepare_source(name, spec)
             parts.append(records)
         records = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
         examples = self._encode(records)
@@ -135,7 +138,7 @@ class SolarDataModule(L.LightningDataModule):
             if self.val_fraction > 0 else {"train": examples, "test": examples.select([])}
         tmp = self.cache_path.with_name(f".{self.cache_path.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        report = {"sources": reports, "examples": len(examples)}
+        report = {"sources": reports, "examples": len(examples), **self.encode_report}
         for key, part in (("train", split["train"]), ("val", split["test"])):
             rows, stats = self._rows(part)
             if len(rows):  # datasets cannot reload an empty saved dataset: absent = no rows
@@ -146,6 +149,9 @@ class SolarDataModule(L.LightningDataModule):
             tmp.rename(self.cache_path)
         else:
             shutil.rmtree(tmp)
+
+    def prepare_source(self, name: str, spec: dict) -> tuple[datasets.Dataset, dict]:
+        return prepare_source(name, spec, self.world, self.cache_dir)
 
     def _encode(self, records: datasets.Dataset) -> datasets.Dataset:
         tok, n = self.tokenizer, self.max_length
@@ -183,18 +189,20 @@ class SolarDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def collate(self, rows: list[dict]) -> dict:
+        return collate(rows, self.tokenizer.pad_token_id, self.packing)
+
     def train_dataloader(self) -> StepLoader:
         rank, world = self._world()
-        loader = StepLoader(self.train_rows, self.mbs, self.accum, self.seed,
-                            self.tokenizer.pad_token_id, self.packing, rank, world)
+        loader = StepLoader(self.train_rows, self.mbs, self.accum, self.seed, self.collate, rank,
+                            world)
         loader.start_step = self._resume_step
         self._train_loader = loader
         return loader
 
     def val_dataloader(self):
         rows = [self.val_rows[i] for i in range(len(self.val_rows))]
-        batches = [collate(rows[i:i + self.mbs], self.tokenizer.pad_token_id, self.packing)
-                   for i in range(0, len(rows), self.mbs)]
+        batches = [self.collate(rows[i:i + self.mbs]) for i in range(0, len(rows), self.mbs)]
         return torch.utils.data.DataLoader(batches, batch_size=None)  # already collated
 
     # Resume: the loader's position is the number of optimizer steps already taken.

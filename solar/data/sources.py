@@ -23,7 +23,13 @@ SCHEMAS: dict[str, list[str]] = {
     "openorca": ["id", "system_prompt", "question", "response"],
     "metamathqa": ["query", "response", "type", "original_question"],
     "text": ["text"],
+    # preference data (solar/data/preference.py)
+    "orca_dpo_pairs": ["system", "question", "chosen", "rejected"],
+    "ultrafeedback": ["chosen", "rejected"],
+    "competition_math": ["problem", "solution"],
+    "synth_math_alignment": [],  # a join of a metamathqa and a competition_math part
 }
+PREFERENCE_SCHEMAS = ("orca_dpo_pairs", "ultrafeedback", "synth_math_alignment")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -45,11 +51,13 @@ def _local_format(files: list[str]) -> str:
 def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike) -> datasets.Dataset:
     """The raw rows of source ``name`` as a ``datasets.Dataset`` in its hub schema.
 
-    ``world='tiny'`` generates the source (once, cached) and loads that file like any local file.
+    ``world='tiny'`` generates the source (once, cached) with the tiny generator ``spec['tiny']``
+    (default: the source's name) and loads that file like any local file. A list ``config_name``
+    (e.g. the seven subject configs of EleutherAI/hendrycks_math) loads and concatenates each.
     """
     files = spec.get("data_files")
     if files is None and world == "tiny":
-        files = str(tiny.materialize(name, cache_dir, seed=spec.get("seed", 0)))
+        files = str(tiny.materialize(spec.get("tiny") or name, cache_dir, seed=spec.get("seed", 0)))
     if files is not None:
         files = [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
         for f in files:
@@ -58,7 +66,10 @@ def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike)
         ds = datasets.load_dataset(_local_format(files), data_files=files, split="train")
         where = ", ".join(files)
     else:
-        ds = datasets.load_dataset(spec["hub_id"], spec.get("config_name"), split=spec["split"])
+        configs = spec.get("config_name")
+        configs = [configs] if configs is None or isinstance(configs, str) else list(configs)
+        parts = [datasets.load_dataset(spec["hub_id"], c, split=spec["split"]) for c in configs]
+        ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
         where = f"hub:{spec['hub_id']}"
     expected = SCHEMAS[spec["schema"]]
     missing = [c for c in expected if c not in ds.column_names]
@@ -104,20 +115,7 @@ def prepare_source(name: str, spec: dict, world: str, cache_dir) -> tuple[datase
         ds = ds.map(lambda r: {"_task": table8_task(r, tasks) or ""}, desc=f"{name}: Table 8")
         report["table8_dropped"] = dict(Counter(t for t in ds["_task"] if t))
         ds = ds.filter(lambda r: not r["_task"], desc=f"{name}: Table 8").remove_columns("_task")
-    decon = spec.get("decontaminate")
-    if decon:  # n-gram overlap with the six H6 evaluation sets (solar/data/decontaminate.py)
-        from solar.data.decontaminate import Decontaminator, benchmark_texts
-        from solar.data.tiny.benchmarks import materialize_benchmarks
-        data_dir = decon.get("data_dir") or (materialize_benchmarks(cache_dir) if world == "tiny"
-                                             else None)
-        if data_dir is None:
-            raise ValueError(f"`data.sources.{name}.decontaminate.data_dir`: local copies of the "
-                             "six benchmarks are needed at paper scale")
-        judge = Decontaminator(benchmark_texts(data_dir), n=decon.get("n", 13))
-        before = len(ds)
-        ds = ds.filter(lambda r: not judge.overlaps(" ".join(str(v) for v in r.values())),
-                       desc=f"{name}: decontaminate")
-        report["decontaminated"] = before - len(ds)
+    ds = decontaminate_rows(name, ds, spec.get("decontaminate"), world, cache_dir, report)
     if len(ds) == 0:
         raise EmptySourceError(f"source '{name}' is empty after filtering ({report})")
     cap = spec.get("max_samples")
@@ -125,3 +123,23 @@ def prepare_source(name: str, spec: dict, world: str, cache_dir) -> tuple[datase
         ds = ds.shuffle(seed=spec.get("seed", 0)).select(range(cap))
     report["used"] = len(ds)
     return to_records(spec["schema"], ds), report
+
+
+def decontaminate_rows(name: str, ds: datasets.Dataset, decon: dict | None, world: str, cache_dir,
+                       report: dict) -> datasets.Dataset:
+    """Drop rows sharing an n-gram with the six H6 evaluation sets (solar/data/decontaminate.py)."""
+    if not decon:
+        return ds
+    from solar.data.decontaminate import Decontaminator, benchmark_texts
+    from solar.data.tiny.benchmarks import materialize_benchmarks
+    data_dir = decon.get("data_dir") or (materialize_benchmarks(cache_dir) if world == "tiny"
+                                         else None)
+    if data_dir is None:
+        raise ValueError(f"`data.sources.{name}.decontaminate.data_dir`: local copies of the "
+                         "six benchmarks are needed at paper scale")
+    judge = Decontaminator(benchmark_texts(data_dir), n=decon.get("n", 13))
+    before = len(ds)
+    ds = ds.filter(lambda r: not judge.overlaps(" ".join(str(v) for v in r.values())),
+                   desc=f"{name}: decontaminate")
+    report["decontaminated"] = before - len(ds)
+    return ds

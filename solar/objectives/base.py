@@ -53,6 +53,7 @@ class CausalLMModule(L.LightningModule):
         self.model = load_model(pretrained, architecture=architecture, vocab_size=vocab_size,
                                 seed=init_seed, attn=self.attn,
                                 trust_remote_code=trust_remote_code)
+        self.model.train()  # from_pretrained returns eval mode, which Lightning would keep
         if activation_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.tokens_seen = 0

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from solar.data.tiny import sources
+from solar.data.tiny import preference, sources
 
 # name -> (generator(n, seed) -> rows, default number of rows, split name on the hub)
 GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
@@ -20,7 +20,14 @@ GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
     "openorca": (sources.openorca, 2000, "train"),
     "synth_math_instruct": (sources.metamathqa, 2000, "train"),
     "cpt_corpus": (sources.pretraining_corpus, 2000, "train"),
+    "orca_dpo_pairs": (preference.orca_dpo_pairs, 2000, "train"),
+    "ultrafeedback_clean": (preference.ultrafeedback_clean, 2000, "train_prefs"),
+    # the original MATH solutions of the synth_math_instruct rows (same n and seed: keep them equal)
+    "competition_math": (preference.competition_math, 2000, "train"),
 }
+# The tiny tokenizer is trained on these sources only: adding a generator must not change it
+# (the stored first losses of the tiny runs depend on its exact merges).
+TOKENIZER_SOURCES = ("alpaca_gpt4", "openorca", "synth_math_instruct", "cpt_corpus")
 
 
 def materialize(name: str, cache_dir: str | os.PathLike, n: int | None = None,
@@ -44,7 +51,8 @@ def materialize(name: str, cache_dir: str | os.PathLike, n: int | None = None,
 def all_texts(seed: int = 0) -> list[str]:
     """Every string the tiny world can produce, for training its tokenizer."""
     texts = []
-    for name, (generate, _, _) in GENERATORS.items():
+    for name in TOKENIZER_SOURCES:
+        generate = GENERATORS[name][0]
         for row in generate(300, seed):
             texts.extend(_strings(row))
     return texts

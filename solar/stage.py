@@ -1,0 +1,116 @@
+"""One training stage: data module + objective + Lightning fit -> Hugging Face checkpoint.
+
+solar.train runs one stage per run (CPT, SFT, DPO); sDPO (solar/sdpo.py) runs one per step, each in
+its own directory. A stage directory holds config.yaml, git_sha, checkpoints/ (Lightning, resumable),
+metrics, model/ (written atomically once the stage is complete) and lineage.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from solar.data.datamodule import SolarDataModule
+from solar.data.pairs import PreferenceDataModule
+from solar.loggers import make_logger
+from solar.objectives.cpt import CPTModule
+from solar.objectives.dpo import DPOModule
+from solar.objectives.reference import fingerprint
+from solar.objectives.sft import SFTModule
+from solar.runs import atomic_dir, git_sha, write_lineage
+
+OBJECTIVES = {"sft": SFTModule, "cpt": CPTModule, "dpo": DPOModule, "sdpo": DPOModule}
+
+
+def build_data(cfg: DictConfig, sources: dict, tokenizer) -> SolarDataModule:
+    d = cfg.data
+    kwargs = dict(world=cfg.scale.world, cache_dir=cfg.paths.cache, max_length=d.max_length,
+                  micro_batch_size=d.micro_batch_size, grad_accum=d.grad_accum,
+                  val_fraction=d.val_fraction, seed=d.seed)
+    if cfg.objective.name in ("dpo", "sdpo"):
+        return PreferenceDataModule(sources, tokenizer, **kwargs)
+    return SolarDataModule(sources, tokenizer, objective=cfg.objective.name, packing=d.packing,
+                           **kwargs)
+
+
+def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: str | None = None):
+    """The objective's LightningModule, its policy initialised from ``pretrained``.
+
+    DPO's reference defaults to the initial policy (``reference`` None): the SFT model, or for an
+    sDPO step the previous step's result.
+    """
+    obj = cfg.objective
+    kwargs = dict(
+        pretrained=pretrained, architecture=OmegaConf.to_container(cfg.model.architecture) if
+        cfg.model.architecture else None, vocab_size=len(tokenizer), init_seed=cfg.model.init_seed,
+        attn_implementation=obj.attn_implementation, trust_remote_code=cfg.model.trust_remote_code,
+        lr=obj.lr, weight_decay=obj.weight_decay, betas=tuple(obj.betas),
+        warmup_steps=obj.warmup_steps, min_lr_ratio=obj.min_lr_ratio,
+        max_steps=cfg.trainer.max_steps, gradient_clip_val=cfg.trainer.gradient_clip_val,
+        activation_checkpointing=obj.activation_checkpointing)
+    if obj.name in ("dpo", "sdpo"):
+        ref = reference or pretrained
+        kwargs.update(beta=obj.beta, loss_type=obj.loss_type, label_smoothing=obj.label_smoothing,
+                      reference=obj.reference, reference_model=ref,
+                      reference_fingerprint=fingerprint(ref, kwargs["architecture"],
+                                                        cfg.model.init_seed),
+                      reference_is_policy=ref == pretrained, ref_cache_dir=cfg.paths.cache,
+                      ref_batch_size=obj.ref_batch_size)
+    return OBJECTIVES[obj.name](**kwargs)
+
+
+@contextlib.contextmanager
+def stage_logger(cfg: DictConfig, stage_dir: Path, name: str):
+    """The stage's experiment logger (W&B run in the ablation's group, or CSV), always closed."""
+    logger = make_logger(cfg.logger, run_dir=stage_dir, name=name, group=cfg.run.family,
+                         job_type=cfg.run.stage, config=OmegaConf.to_container(cfg, resolve=True))
+    try:
+        yield logger
+    finally:
+        if cfg.logger.name == "wandb":
+            import wandb
+            wandb.finish()
+
+
+def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, logger, tokenizer,
+              parents: list[str], extra_lineage: dict | None = None) -> Path:
+    """Fit (resuming from stage_dir/checkpoints/last.ckpt if present) and export model/."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (stage_dir / "git_sha").write_text(git_sha() + "\n")
+    train_report = data.report["train"]
+    logger.log_hyperparams({"data/sources": data.report["sources"], **(
+        {"data/packing_efficiency": train_report["packing_efficiency"]}
+        if "packing_efficiency" in train_report else {})})
+    tr = cfg.trainer
+    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=
+                           tr.checkpoint_every_n_steps, save_top_k=-1, save_last=True,
+                           filename="step{step}", auto_insert_metric_name=False)
+    has_val = len(data.val_rows) > 0
+    trainer = L.Trainer(
+        max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
+        devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy, precision=tr.precision,
+        log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt],
+        enable_progress_bar=tr.enable_progress_bar,
+        val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
+        limit_val_batches=None if has_val else 0, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, enable_model_summary=False)
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.run.resume and last.exists()
+                else None)
+    if trainer.interrupted:  # Ctrl-C / SIGTERM: keep the checkpoints, write no model
+        raise KeyboardInterrupt(f"run interrupted; rerun the same command to resume {stage_dir}")
+    model_out = stage_dir / "model"
+    if trainer.is_global_zero:
+        with atomic_dir(model_out, overwrite=cfg.run.overwrite) as tmp:
+            module.model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        write_lineage(stage_dir, method=cfg.objective.name, parents=parents,
+                      params=OmegaConf.to_container(cfg.objective, resolve=True),
+                      data=data.report, **(extra_lineage or {}))
+        print(f"model: {model_out}")
+    return model_out
