@@ -79,3 +79,50 @@ def test_cpt_objective_refuses_instruction_data():
     cfg = compose_train("+ablation=cpt", "scale=tiny", "data=[alpaca_gpt4]")
     with pytest.raises(ConfigError, match="data.sources.alpaca_gpt4.*cannot train on schema"):
         validate_train(cfg)
+
+
+def test_dpo_ablations_parents_data_and_scales():
+    for scale, lr in (("paper", 5e-7), ("tiny", 5e-4)):
+        v1 = compose_train("+ablation=dpo_v1", f"scale={scale}")
+        assert list(v1.data.sources) == ["ultrafeedback_clean"] and v1.model.pretrained == "sft_v3"
+        assert v1.objective.name == "dpo" and v1.objective.lr == lr and v1.objective.beta == 0.01
+        cand_1 = compose_train("+ablation=cand_1", f"scale={scale}")
+        assert list(cand_1.data.sources) == ["ultrafeedback_clean", "synth_math_alignment"]
+        assert cand_1.objective.beta == 0.1 and cand_1.objective.lr == lr
+        assert cand_1.run.name == "cand_1" and cand_1.model.pretrained == "sft_v3"
+        cand_2 = compose_train("+ablation=cand_2", f"scale={scale}")
+        assert cand_2.model.pretrained == "sft_v3_v4" and cand_2.objective.beta == 0.1
+    sdpo = compose_train("+ablation=sdpo")
+    assert [list(s.data) for s in sdpo.objective.steps] == [
+        ["orca_dpo_pairs"], ["ultrafeedback_clean", "synth_math_alignment"]]
+    assert sdpo.data.sources.synth_math_alignment.solutions.hub_id == "EleutherAI/hendrycks_math"
+    assert compose_train("+ablation=sft_v3", "scale=tiny").objective.lr == 3e-3
+
+
+def test_validator_names_preference_mistakes():
+    cfg = compose_train("+ablation=sdpo", "scale=tiny")
+    with open_dict(cfg):
+        cfg.objective.beta = 0.0
+        cfg.objective.loss_type = "hinge"
+        cfg.objective.label_smoothing = 0.7
+        cfg.objective.reference = "none"
+        cfg.objective.steps[1].data = ["ultrafeedback_clean", "nope"]
+        cfg.data.sources.synth_math_alignment.solutions.hub_id = None
+    with pytest.raises(ConfigError) as err:
+        validate_train(cfg)
+    for key in ("objective.beta", "objective.loss_type", "objective.label_smoothing",
+                "objective.reference", "objective.steps[1].data",
+                "data.sources.synth_math_alignment.solutions"):
+        assert f"`{key}" in str(err.value), key
+    sft_on_pairs = compose_train("+ablation=sft_v1", "scale=tiny", "data=[orca_dpo_pairs]")
+    with pytest.raises(ConfigError, match="objective 'sft' cannot train on schema"):
+        validate_train(sft_on_pairs)
+
+
+def test_missing_dpo_parent_prints_the_command_that_makes_it(tmp_path):
+    from solar.runs import MissingParentError, resolve_model
+    with pytest.raises(MissingParentError) as err:
+        resolve_model("sft_v3", tmp_path, "tiny")
+    assert "python -m solar.train +ablation=sft_v3 scale=tiny" in str(err.value)
+    with pytest.raises(MissingParentError, match="python -m solar.merge \\+ablation=sft_v3_v4"):
+        resolve_model("sft_v3_v4", tmp_path, "tiny")
