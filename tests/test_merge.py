@@ -222,3 +222,50 @@ def test_cli_bad_input_leaves_nothing(tmp_path, pair):
                            f"merge.models=[{pair[0]},{pair[0]},{pair[0]}]"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "slerp merges exactly two models" in proc.stderr
+
+
+def test_mixed_dtype_inputs_and_torch_threads_restored(tmp_path):
+    # bf16 + fp32 inputs: each is upcast into a reused float32 buffer, the result cast back to
+    # the first model's dtype, exactly as 0.5·float(x) + 0.5·float(y) rounded once.
+    a = write_random_llama(tmp_path / "a", dtype="bfloat16", seed=1)
+    b = write_random_llama(tmp_path / "b", dtype="float32", seed=2)
+    threads = torch.get_num_threads()
+    out = merged(tmp_path, [a, b], method="average")
+    assert torch.get_num_threads() == threads  # the writer lends torch's spare core back
+    x, y = tensors(a), tensors(b)
+    for name in x:
+        want = torch.mul(x[name].float(), 0.5).add_(y[name], alpha=0.5).bfloat16()
+        assert out[name].dtype == torch.bfloat16 and torch.equal(out[name], want), name
+
+
+def test_mapped_views_are_released(pair):
+    ck = Checkpoint(pair[0])
+    name = "model.layers.0.mlp.up_proj.weight"
+    with ck.mapped(name) as view:
+        copy = view.clone()
+    # After the block the pages are unmapped; touching the view maps them again from the file
+    # (copy-on-write, read-only use), so a stray late reader still sees the right bytes.
+    assert torch.equal(view, copy) and torch.equal(ck.view(name), copy)
+    del view
+    ck.close()
+
+
+def test_errors_in_compute_or_write_surface_without_hanging(tmp_path, pair):
+    from solar.weights.writer import OutputTensor, write_checkpoint
+
+    def boom(out):
+        raise RuntimeError("arithmetic failed")
+
+    ok = [OutputTensor(f"t{i}", "F32", (1000,), compute=lambda out: out.fill_(1.0))
+          for i in range(5)]
+    (tmp_path / "c").mkdir()
+    with pytest.raises(RuntimeError, match="arithmetic failed"):
+        write_checkpoint(tmp_path / "c", [*ok, OutputTensor("bad", "F32", (10,), compute=boom)],
+                         progress=False)
+    src = Checkpoint(pair[0])
+    info = src.tensors["model.layers.0.mlp.up_proj.weight"]
+    info.file.write_bytes(info.file.read_bytes()[: info.start])  # truncated after planning
+    (tmp_path / "w").mkdir()
+    with pytest.raises(OSError, match="unexpected end of"):
+        write_checkpoint(tmp_path / "w", [*ok, OutputTensor("copied", info.dtype, info.shape,
+                                                            source=info)], progress=False)

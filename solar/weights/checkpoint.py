@@ -1,8 +1,9 @@
 """Read a Hugging Face safetensors checkpoint tensor by tensor, without instantiating a model.
 
 Headers are parsed directly (8-byte length + JSON), so planning a transform costs no tensor I/O.
-A tensor is then either copied byte for byte inside the kernel (DUS) or read into its own buffer
-(merges), so the process RSS stays bounded by the tensors in flight, whatever the model size.
+A tensor is then either copied byte for byte inside the kernel (DUS) or mapped for as long as it
+is used (merges), so the process RSS stays bounded by the tensors in flight, whatever the model
+size.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,7 @@ class Checkpoint:
             self.tensors.update(read_header(shard))
         if not self.tensors:
             raise CheckpointError(f"{self.dir} holds no tensors")
-        self._fds: dict[Path, int] = {}
+        self._maps: dict = {}  # file → MappedFile, opened on first use
 
     def _shard_files(self) -> list[Path]:
         index = self.dir / INDEX_NAME
@@ -114,32 +116,32 @@ class Checkpoint:
     def names(self) -> list[str]:
         return list(self.tensors)
 
-    def view(self, name: str):
-        """Tensor ``name`` read into a fresh torch buffer (freed when the caller drops it).
+    @contextmanager
+    def mapped(self, name: str):
+        """Tensor ``name`` as a zero-copy view of the file, unmapped when the block exits.
 
-        pread into one allocation is a single copy from the page cache; touching a memory map
-        instead costs a page fault per 4 KiB and keeps the pages in this process's RSS.
+        The view must not outlive the block: its pages leave this process's memory there.
         """
-        import torch  # merges only: DUS copies bytes and never imports torch
-
         info = self.tensors[name]
-        dtype = TORCH_DTYPES[info.dtype]
-        buf = torch.empty(info.nbytes, dtype=torch.uint8)
-        fd = self._fds.get(info.file)
-        if fd is None:
-            fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-        view, offset = memoryview(buf.numpy()), info.start
-        while view:
-            n = os.preadv(fd, [view], offset)
-            if n == 0:
-                raise CheckpointError(f"{info.file} ended inside tensor '{name}'")
-            view, offset = view[n:], offset + n
-        return buf.view(dtype).view(info.shape)
+        mapped = self._maps.get(info.file)
+        if mapped is None:
+            from solar.weights.mapping import MappedFile  # merges only: DUS never maps
+
+            mapped = self._maps[info.file] = MappedFile(info.file)
+        try:
+            yield mapped.tensor(info, TORCH_DTYPES[info.dtype])
+        finally:
+            mapped.release(info)
+
+    def view(self, name: str):
+        """Tensor ``name`` in a buffer of its own (kept as long as the caller holds it)."""
+        with self.mapped(name) as tensor:
+            return tensor.clone()
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for mapped in self._maps.values():
+            mapped.close()
+        self._maps.clear()
 
 
 class _TorchDtypes(dict):

@@ -1,9 +1,15 @@
-"""Streamed model merging: check the inputs agree, then merge and write one tensor at a time."""
+"""Streamed model merging: check the inputs agree, then merge and write one tensor at a time.
+
+Inputs are memory-mapped views (no copy); Average and SLERP compute straight into the writer's
+output buffer, so the hot path allocates nothing per tensor.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import zlib
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -88,27 +94,58 @@ def validate(method: str, n_models: int, weights: list[float] | None, normalize:
     return weights
 
 
-def _compute(method, name, views, base_view, weights, params, position, out_dtype):
+class Scratch:
+    """Reused float work buffers, one per role, grown to the largest tensor asked for.
+
+    Half-precision inputs are upcast here rather than into fresh tensors: a new allocation per
+    tensor pays a zero-filled page fault per 4 KiB, more than the arithmetic itself.
+    """
+
+    def __init__(self):
+        self._bufs: dict[str, Any] = {}
+
+    def get(self, role: str, dtype, shape):
+        import torch
+
+        nbytes = dtype.itemsize * math.prod(shape)
+        buf = self._bufs.get(role)
+        if buf is None or buf.numel() < nbytes:
+            buf = self._bufs[role] = torch.empty(nbytes, dtype=torch.uint8)
+        return buf[:nbytes].view(dtype).view(shape)
+
+
+def _compute(method, name, views, base_view, weights, params, position, out, scratch):
+    """Merge tensor ``name`` into ``out`` (stored dtype); float32 math, float64 kept."""
+    import torch
+
     from solar.weights import merge_methods as mm
 
     def value(key):
         return resolve_setting(params[key], name, position)
 
-    if method == "average":
-        out = mm.average(views, weights, params.get("normalize", True))
-    elif method == "slerp":
-        out = mm.slerp(views[0], views[1], float(value("t")))
-    elif method == "ties":
-        out = mm.ties(base_view, views, weights, float(value("density")),
-                      params.get("normalize", True))
+    if method in ("average", "slerp"):
+        dtype = torch.float64 if views[0].dtype == torch.float64 else torch.float32
+        # Inputs in the compute dtype: mapped views as they are, others upcast into reused
+        # buffers; the same operations as on fresh copies, so the same bits.
+        work = [v if v.dtype == dtype else scratch.get(f"in{i}", dtype, v.shape).copy_(v)
+                for i, v in enumerate(views)]
+        acc = out if out.dtype == dtype else scratch.get("acc", dtype, out.shape)
+        if method == "average":
+            mm.average(work, weights, params.get("normalize", True), out=acc)
+        else:
+            mm.slerp(work[0], work[1], float(value("t")), out=acc)
+        if acc is not out:
+            out.copy_(acc)  # cast back to the stored dtype (round to nearest even)
+        return
+    if method == "ties":
+        merged = mm.ties(base_view, views, weights, float(value("density")),
+                         params.get("normalize", True))
     else:
-        import torch
-
         gen = torch.Generator().manual_seed(int(params.get("seed", 0)) + zlib.crc32(name.encode()))
-        out = mm.dare(base_view, views, weights, float(value("drop_rate")), gen,
-                      params.get("rescale", True), params.get("consensus", False),
-                      params.get("normalize", True))
-    return out.to(out_dtype)
+        merged = mm.dare(base_view, views, weights, float(value("drop_rate")), gen,
+                         params.get("rescale", True), params.get("consensus", False),
+                         params.get("normalize", True))
+    out.copy_(merged)
 
 
 def merge_checkpoints(model_dirs: list[str | Path], out: str | Path, *, method: str,
@@ -124,7 +161,7 @@ def merge_checkpoints(model_dirs: list[str | Path], out: str | Path, *, method: 
     check_compatible(ckpts + ([base] if base else []))
     first = ckpts[0]
     n_layers = int(first.config.get("num_hidden_layers") or 1)
-    from solar.weights.checkpoint import TORCH_DTYPES
+    scratch = Scratch()
 
     tensors = []
     for name in first.names:
@@ -133,10 +170,13 @@ def merge_checkpoints(model_dirs: list[str | Path], out: str | Path, *, method: 
             tensors.append(OutputTensor(name, info.dtype, info.shape, source=info))
             continue
 
-        def compute(name=name, dtype=info.dtype):
-            views = [ck.view(name) for ck in ckpts]
-            return _compute(method, name, views, base.view(name) if base else None, weights,
-                            params, layer_position(name, n_layers), TORCH_DTYPES[dtype])
+        def compute(out, name=name):
+            # Zero-copy views of the inputs, unmapped as soon as the result is in `out`.
+            with ExitStack() as stack:
+                views = [stack.enter_context(ck.mapped(name)) for ck in ckpts]
+                base_view = stack.enter_context(base.mapped(name)) if base else None
+                _compute(method, name, views, base_view, weights, params,
+                         layer_position(name, n_layers), out, scratch)
 
         tensors.append(OutputTensor(name, info.dtype, info.shape, compute=compute))
     out = Path(out)

@@ -28,18 +28,27 @@ def normalized_weights(weights: list[float], normalize: bool = True) -> list[flo
     return list(weights)
 
 
-def average(tensors: list[torch.Tensor], weights: list[float], normalize: bool = True):
-    """Σ wᵢxᵢ (÷ Σ wᵢ when ``normalize``). The first product allocates; the rest accumulate."""
+def average(tensors: list[torch.Tensor], weights: list[float], normalize: bool = True,
+            out: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ wᵢxᵢ (÷ Σ wᵢ when ``normalize``): the first product fills ``out``, the rest accumulate.
+
+    ``out`` (in the compute dtype) lets a caller reuse one buffer for every tensor of a model.
+    """
     w = normalized_weights(weights, normalize)
     dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
-    out = torch.mul(tensors[0].to(dtype), w[0])
+    first = tensors[0] if tensors[0].dtype == dtype else tensors[0].to(dtype)
+    out = torch.mul(first, w[0], out=out)
     for x, wi in zip(tensors[1:], w[1:]):
         out.add_(x.to(dtype) if x.dtype != dtype else x, alpha=wi)
     return out
 
 
 def slerp_coefficients(v0: torch.Tensor, v1: torch.Tensor, t: float) -> tuple[float, float]:
-    """(c0, c1) with result = c0·v0 + c1·v1, on the original (unnormalised) tensors."""
+    """(c0, c1) with result = c0·v0 + c1·v1, on the original (unnormalised) tensors.
+
+    The norms and the dot product are reductions that torch splits over its intra-op threads, so
+    their last bits (hence some output bits) depend on the thread count, as in any torch merge.
+    """
     a, b = _work(v0).reshape(-1), _work(v1).reshape(-1)
     if a.numel() == 0:
         return 1 - t, t
@@ -55,10 +64,11 @@ def slerp_coefficients(v0: torch.Tensor, v1: torch.Tensor, t: float) -> tuple[fl
     return math.sin((1 - t) * theta) / math.sin(theta), math.sin(t * theta) / math.sin(theta)
 
 
-def slerp(v0: torch.Tensor, v1: torch.Tensor, t: float) -> torch.Tensor:
+def slerp(v0: torch.Tensor, v1: torch.Tensor, t: float,
+          out: torch.Tensor | None = None) -> torch.Tensor:
     """Spherical interpolation of one parameter; t=0 gives ``v0``, t=1 gives ``v1``."""
     c0, c1 = slerp_coefficients(v0, v1, t)
-    return average([v0, v1], [c0, c1], normalize=False)
+    return average([v0, v1], [c0, c1], normalize=False, out=out)
 
 
 def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:

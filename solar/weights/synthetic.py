@@ -52,7 +52,7 @@ def write_random_llama(directory: str | Path, *, hidden: int = 64, layers: int =
             return (1 + 0.1 * torch.randn(shape, generator=gen)).to(tdtype)
         return (0.02 * torch.randn(shape, generator=gen)).to(tdtype)
 
-    tensors = [OutputTensor(n, TAGS[dtype], s, compute=lambda n=n, s=s: draw(n, s))
+    tensors = [OutputTensor(n, TAGS[dtype], s, compute=lambda out, n=n, s=s: out.copy_(draw(n, s)))
                for n, s in llama_shapes(hidden, layers, vocab, intermediate, tie).items()]
     write_checkpoint(directory, tensors, max_shard_bytes, progress=False)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",

@@ -1,9 +1,9 @@
 """Write tensors into size-bounded safetensors shards plus an index, one tensor at a time.
 
 Every output tensor's dtype and shape is known before any data is produced, so each shard's header
-is written first and the data streamed after it: memory holds only the tensor being produced,
-whatever the shard size. Copies of unchanged tensors go file to file inside the kernel
-(``copy_file_range``), never through Python buffers.
+is written first and the data streamed after it: memory holds only the tensors in flight (see
+background.py), whatever the shard size. Copies of unchanged tensors go file to file inside the
+kernel (``copy_file_range``), never through Python buffers.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
 from tqdm import tqdm
 
+from solar.weights.background import BackgroundWriter
 from solar.weights.checkpoint import DTYPE_SIZES, INDEX_NAME, SINGLE_NAME, TensorInfo
 
 COPY_CHUNK = 64 * 1024 * 1024
@@ -29,7 +32,9 @@ class OutputTensor:
     dtype: str
     shape: tuple[int, ...]
     source: TensorInfo | None = None
-    compute: Callable[[], object] | None = None  # returns a contiguous torch tensor
+    # Fills its argument, a tensor of this dtype and shape lent by the writer: computing in place
+    # into a reused buffer spares an allocation (and its page faults) per tensor.
+    compute: Callable[[object], None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -94,19 +99,41 @@ def _copy_bytes(src: TensorInfo, dst_fd: int) -> None:
                 offset, left = offset + len(chunk), left - len(chunk)
 
 
-def _write_tensor(t: OutputTensor, f) -> None:
+def _produce(t: OutputTensor, fd: int, writer: BackgroundWriter) -> None:
+    """Queue tensor ``t``'s bytes for ``fd``: a kernel copy, or computed into a lent buffer."""
     if t.source is not None:
-        _copy_bytes(t.source, f.fileno())
+        writer.submit(partial(_copy_bytes, t.source, fd))
         return
-    out = t.compute()
-    if tuple(out.shape) != t.shape:
-        raise RuntimeError(f"tensor '{t.name}': computed shape {tuple(out.shape)} != {t.shape}")
+    from solar.weights.checkpoint import TORCH_DTYPES
+
+    slot = writer.buffer()
+    data = slot[: t.nbytes]
+    try:
+        t.compute(data.view(TORCH_DTYPES[t.dtype]).view(t.shape))
+    except BaseException:
+        writer.submit(lambda: None, slot)  # hand the buffer back before giving up
+        raise
+    writer.submit(partial(_write_all, fd, memoryview(data.numpy())), slot)
+
+
+@contextmanager
+def _leave_a_core(computing: bool):
+    """While tensors are computed, torch leaves one core to the writer thread.
+
+    With every core in torch's pool the writer's kernel copies preempt an arithmetic thread that
+    the others then spin-wait for; one thread fewer costs little on a memory-bound merge.
+    """
+    if not computing:
+        yield
+        return
     import torch
 
-    data = out.contiguous().view(torch.uint8).numpy()  # no copy: the buffer goes to write()
-    if data.nbytes != t.nbytes:
-        raise RuntimeError(f"tensor '{t.name}': computed {data.nbytes} bytes, expected {t.nbytes}")
-    _write_all(f.fileno(), memoryview(data).cast("B"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _write_all(fd: int, buf: memoryview) -> None:
@@ -127,16 +154,24 @@ def write_checkpoint(directory: str | os.PathLike, tensors: Iterable[OutputTenso
     k = len(shards)
     files = [SINGLE_NAME] if k == 1 else [f"model-{i + 1:05d}-of-{k:05d}.safetensors"
                                           for i in range(k)]
+    computed = [t.nbytes for t in tensors if t.source is None]
+    fds: list[int] = []
     bar = tqdm(total=len(tensors), unit="tensor", disable=not progress, desc="writing")
-    for fname, shard in zip(files, shards):
-        # Wider dtypes first keeps every tensor aligned to its element size.
-        shard.sort(key=lambda t: -DTYPE_SIZES[t.dtype])
-        with open(directory / fname, "wb", buffering=0) as f:  # unbuffered: fd writes interleave
-            _write_all(f.fileno(), memoryview(_header(shard)))
-            for t in shard:
-                _write_tensor(t, f)
-                bar.update(1)
-    bar.close()
+    try:
+        with BackgroundWriter(max(computed, default=0)) as writer, _leave_a_core(bool(computed)):
+            for fname, shard in zip(files, shards):
+                # Wider dtypes first keeps every tensor aligned to its element size.
+                shard.sort(key=lambda t: -DTYPE_SIZES[t.dtype])
+                fd = os.open(directory / fname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                fds.append(fd)
+                writer.submit(partial(_write_all, fd, memoryview(_header(shard))))
+                for t in shard:
+                    _produce(t, fd, writer)
+                    bar.update(1)
+    finally:
+        for fd in fds:  # after the writer thread has finished with them
+            os.close(fd)
+        bar.close()
     if k > 1:
         index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)},
                  "weight_map": {t.name: fname for fname, shard in zip(files, shards)
