@@ -69,6 +69,7 @@ class DPOModule(CausalLMModule):
             reference_is_policy
         self.ref_cache_dir, self.ref_batch_size = ref_cache_dir, ref_batch_size
         self.ref_logps: dict[str, torch.Tensor] | None = None
+        self.precompute_seconds = 0.0  # 0 when the cached log-probs were reused
         self._val: list[torch.Tensor] = []
 
     # -- the reference ------------------------------------------------------------------------
@@ -113,8 +114,9 @@ class DPOModule(CausalLMModule):
             if self.trainer.is_global_zero:
                 save_cached(path, tables, {"reference": self.reference_fingerprint,
                                            "data": dm.cache_path.name})
+            self.precompute_seconds = time.perf_counter() - start
             self.print(f"reference log-probs: {sum(len(t) for t in tables.values())} pairs in "
-                       f"{time.perf_counter() - start:.1f}s -> {path}")
+                       f"{self.precompute_seconds:.1f}s -> {path}")
         else:
             self.print(f"reference log-probs: cached {path}")
         self.ref_cache_file = str(path)
