@@ -163,3 +163,22 @@ def test_equals_trl_dpo_loss(tok, batch, tmp_path):
         assert float(ours) == pytest.approx(float(theirs), abs=1e-5), loss_type
         for name in ("rewards/chosen", "rewards/accuracies", "logps/rejected"):
             assert name in trainer._metrics["train"]  # the metric names solar logs under train/
+
+
+def test_a_non_finite_loss_fails_loudly(tok, batch):
+    collated, rows = batch
+    module = module_with("precomputed", tok)
+    table = torch.zeros(len(rows), 2)
+    table[1, 0] = float("nan")  # a corrupt reference entry
+    module.ref_logps = {"train": table}
+
+    class Trainer:  # the two attributes training_step reads besides the optimizer
+        world_size, global_step = 1, 0
+    module.optimizers = lambda: None
+    module.lr_schedulers = lambda: None
+    module.all_gather = lambda t: t
+    module._trainer = Trainer()
+    with pytest.raises(FloatingPointError, match=r"not finite.*pairs \[0, 1, 2\]"):
+        module.training_step([collated], 0)
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        DPOModule(architecture=ARCH, vocab_size=len(tok), beta=0.0)

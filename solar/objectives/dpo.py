@@ -150,6 +150,11 @@ class DPOModule(CausalLMModule):
         sums = torch.zeros(len(METRICS), device=self.device)
         for batch in micro_batches:
             terms = self.pair_terms(batch, "train")
+            if not torch.isfinite(terms["loss"]).all():  # fail loudly, never train on a NaN
+                raise FloatingPointError(
+                    f"DPO loss is not finite at step {self.global_step} (pairs "
+                    f"{batch['index'].tolist()}): check objective.beta / lr and the reference "
+                    f"log-probs ({getattr(self, 'ref_cache_file', 'live reference')})")
             self.manual_backward(terms["loss"].sum() * scale)
             sums += torch.stack([terms[k].detach().sum() for k in METRICS])
         self.clip_gradients(opt, gradient_clip_val=self.hparams.gradient_clip_val,
