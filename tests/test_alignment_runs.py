@@ -121,3 +121,20 @@ def test_sdpo_resumes_mid_run_at_the_right_step(sdpo_run, sft_runs, tmp_path, mo
         sdpo_run / "model.safetensors")
     for name, tensor in uninterrupted.items():
         assert (resumed[name] - tensor).abs().max() < 1e-5, name
+
+
+def test_easy_to_hard_orders_the_steps_by_the_sft_models_preference(sft_runs, tmp_path):
+    from solar.modeling import load_tokenizer
+    from solar.sdpo import step_order
+    cfg = compose_tiny(sft_runs, *SDPO, "objective.order=easy_to_hard")
+    parent = str(sft_runs / "tiny" / "sft_v3" / "model")
+    order = step_order(cfg, tmp_path, parent, load_tokenizer(parent, cfg.paths.cache))
+    saved = json.loads((tmp_path / "sdpo_order.json").read_text())
+    scores = saved["chosen_preference"]
+    assert set(scores) == {"orca", "ultrafeedback_math"} and all(0 <= v <= 1 for v in
+                                                                   scores.values())
+    names = [cfg.objective.steps[i].name for i in order]
+    assert scores[names[0]] >= scores[names[1]] and saved["steps"] == names
+    # the stored order wins on a rerun (a resumed run keeps its curriculum)
+    (tmp_path / "sdpo_order.json").write_text(json.dumps({"order": [1, 0]}))
+    assert step_order(cfg, tmp_path, parent, None) == [1, 0]
