@@ -30,7 +30,7 @@ def build_data(cfg: DictConfig, sources: dict, tokenizer) -> SolarDataModule:
     d = cfg.data
     kwargs = dict(world=cfg.scale.world, cache_dir=cfg.paths.cache, max_length=d.max_length,
                   micro_batch_size=d.micro_batch_size, grad_accum=d.grad_accum,
-                  val_fraction=d.val_fraction, seed=d.seed)
+                  val_fraction=d.val_fraction, seed=d.seed, group_by_length=d.group_by_length)
     if cfg.objective.name in ("dpo", "sdpo"):
         return PreferenceDataModule(sources, tokenizer, **kwargs)
     return SolarDataModule(sources, tokenizer, objective=cfg.objective.name, packing=d.packing,

@@ -169,3 +169,21 @@ def test_decontamination_in_a_source_config_drops_planted_benchmark_rows(cache_d
         pytest.skip("generated GSM8K question shorter than one 13-gram")
     records, report = prepare_source("alpaca_gpt4", spec, "tiny", cache_dir)
     assert report["decontaminated"] == 1 and report["used"] == 3
+
+
+def test_group_by_length_steps_have_similar_lengths_and_cover_the_epoch():
+    import datasets
+
+    from solar.data.datamodule import StepLoader
+    lengths = [(7 * i) % 97 + 1 for i in range(1000)]
+    rows = datasets.Dataset.from_dict({"n": lengths})
+    ids = lambda rs: [r["n"] for r in rs]  # noqa: E731  (collate = the rows' lengths)
+    grouped = StepLoader(rows, 4, 2, seed=0, collate_fn=ids, lengths=lengths)
+    plain = StepLoader(rows, 4, 2, seed=0, collate_fn=ids)
+    spread = lambda loader: sum(max(m) - min(m) for step in loader for m in step)  # noqa: E731
+    steps = list(grouped)
+    assert len(steps) == 125 and sorted(n for s in steps for m in s for n in m) == sorted(lengths)
+    assert spread(StepLoader(rows, 4, 2, 0, ids, lengths=lengths)) * 5 < spread(plain)
+    again = StepLoader(rows, 4, 2, seed=0, collate_fn=ids, lengths=lengths)
+    again.start_step = 40  # a resumed run continues with exactly the same steps
+    assert list(again) == steps[40:]

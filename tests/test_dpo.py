@@ -86,23 +86,27 @@ def test_prompt_tokens_do_not_move_the_loss(tok, batch):
     first_target = [next(i for i, x in enumerate(r) if x != IGNORE) for r in
                     collated["labels"].tolist()]
 
-    class ScrambledPrompt(torch.nn.Module):
-        def __init__(self, model):
+    class FullLogits(torch.nn.Module):  # no get_output_embeddings: the full-logits path
+        def __init__(self, model, scramble):
             super().__init__()
-            self.model = model
+            self.model, self.scramble = model, scramble
 
         def forward(self, **kwargs):
             out = self.model(**kwargs)
-            for row, t in enumerate(first_target):  # logits at p predict token p + 1
+            for row, t in enumerate(first_target if self.scramble else []):
+                # logits at position p predict token p + 1: these predict prompt tokens
                 out.logits[row, :t - 1] = torch.randn_like(out.logits[row, :t - 1]) * 50
             return out
 
     with torch.no_grad():
         rc, rr = sequence_logps(ref, collated)[0].chunk(2)
-        a = preference_loss(*sequence_logps(policy, collated)[0].chunk(2), rc, rr, beta=0.1)
-        b = preference_loss(*sequence_logps(ScrambledPrompt(policy), collated)[0].chunk(2), rc, rr,
-                            beta=0.1)
+        a = preference_loss(*sequence_logps(FullLogits(policy, False), collated)[0].chunk(2),
+                            rc, rr, beta=0.1)
+        b = preference_loss(*sequence_logps(FullLogits(policy, True), collated)[0].chunk(2),
+                            rc, rr, beta=0.1)
+        fast = preference_loss(*sequence_logps(policy, collated)[0].chunk(2), rc, rr, beta=0.1)
     assert torch.equal(a, b)
+    assert torch.allclose(a, fast, atol=1e-6)  # the target-only LM head computes the same loss
 
 
 def module_with(reference: str, tok, policy_seed=0, ref_seed=1) -> DPOModule:

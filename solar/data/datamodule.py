@@ -45,9 +45,11 @@ class StepLoader:
     """
 
     def __init__(self, rows: datasets.Dataset, micro_batch_size: int, grad_accum: int, seed: int,
-                 collate_fn, rank: int = 0, world_size: int = 1):
+                 collate_fn, rank: int = 0, world_size: int = 1,
+                 lengths: list[int] | None = None):
         self.rows, self.mbs, self.accum, self.seed = rows, micro_batch_size, grad_accum, seed
         self.collate, self.rank, self.world = collate_fn, rank, world_size
+        self.lengths = lengths  # given: group similar lengths into the same step (less padding)
         self.start_step = 0
         self.per_step = micro_batch_size * grad_accum * world_size
         if len(rows) < self.per_step:
@@ -60,12 +62,27 @@ class StepLoader:
     def __iter__(self):
         epoch, skip = divmod(self.start_step, len(self))
         self.start_step += len(self) - skip  # the next __iter__ is the next epoch
-        order = list(range(len(self.rows)))
-        random.Random(self.seed + epoch).shuffle(order)
+        order, rng = list(range(len(self.rows))), random.Random(self.seed + epoch)
+        rng.shuffle(order)
+        if self.lengths is not None:
+            order = self._grouped_by_length(order, rng)
         for step in range(skip, len(self)):
             ids = order[step * self.per_step:(step + 1) * self.per_step][self.rank::self.world]
             yield [self.collate([self.rows[i] for i in ids[k * self.mbs:(k + 1) * self.mbs]])
                    for k in range(self.accum)]
+
+
+    def _grouped_by_length(self, order: list[int], rng: random.Random) -> list[int]:
+        """Like transformers' group_by_length: sort mega-batches of 50 steps by length, cut them
+        into steps, shuffle the steps. Each step pads to a similar length; the data order stays a
+        seeded function of the epoch, so resume is unchanged."""
+        order = order[:len(self) * self.per_step]  # the epoch's remainder, dropped at random
+        mega = 50 * self.per_step
+        order = [i for k in range(0, len(order), mega)
+                 for i in sorted(order[k:k + mega], key=lambda j: -self.lengths[j])]
+        steps = [order[k:k + self.per_step] for k in range(0, len(order), self.per_step)]
+        rng.shuffle(steps)
+        return [i for step in steps for i in step]
 
 
 def collate(rows: list[dict], pad_id: int, packed: bool) -> dict:
@@ -93,7 +110,7 @@ class SolarDataModule(L.LightningDataModule):
     def __init__(self, sources: dict, tokenizer, *, world: str, cache_dir: str | os.PathLike,
                  objective: str = "sft", max_length: int = 2048, packing: bool = True,
                  micro_batch_size: int = 8, grad_accum: int = 1, val_fraction: float = 0.02,
-                 seed: int = 0):
+                 seed: int = 0, group_by_length: bool = True):
         super().__init__()
         if not sources:
             raise ValueError("no data sources selected: set `data` (e.g. data=[alpaca_gpt4])")
@@ -102,6 +119,7 @@ class SolarDataModule(L.LightningDataModule):
         self.max_length, self.packing = max_length, packing
         self.mbs, self.accum, self.val_fraction, self.seed = micro_batch_size, grad_accum, \
             val_fraction, seed
+        self.group_by_length = group_by_length
         self.recipe = {
             "version": CACHE_VERSION, "sources": sources, "world": world, "objective": objective,
             "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length,
@@ -192,10 +210,14 @@ class SolarDataModule(L.LightningDataModule):
     def collate(self, rows: list[dict]) -> dict:
         return collate(rows, self.tokenizer.pad_token_id, self.packing)
 
+    def row_lengths(self) -> list[int] | None:
+        """Lengths to group steps by; packed rows are all about max_length already."""
+        return None if self.packing else [len(x) for x in self.train_rows["input_ids"]]
+
     def train_dataloader(self) -> StepLoader:
         rank, world = self._world()
         loader = StepLoader(self.train_rows, self.mbs, self.accum, self.seed, self.collate, rank,
-                            world)
+                            world, self.row_lengths() if self.group_by_length else None)
         loader.start_step = self._resume_step
         self._train_loader = loader
         return loader

@@ -107,3 +107,7 @@ class PreferenceDataModule(SolarDataModule):
 
     def collate(self, rows: list[dict]) -> dict:
         return collate_pairs(rows, self.tokenizer.pad_token_id)
+
+    def row_lengths(self) -> list[int]:
+        return [max(len(c), len(r)) for c, r in zip(self.train_rows["chosen_ids"],
+                                                    self.train_rows["rejected_ids"])]

@@ -52,17 +52,42 @@ def _hashes(files: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, str], .
     return tuple((Path(f).name, file_sha256(f)) for f, _, _ in files)
 
 
+def plain_lm_head(model) -> torch.nn.Linear | None:
+    """The LM head when logits are a plain linear map of the decoder's last hidden state (Llama,
+    Mistral, Qwen2 ...); None for heads with soft-capping or scaling (then full logits are used)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    config = getattr(model, "config", None)
+    decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if not isinstance(head, torch.nn.Linear) or decoder is None or config is None or any(
+            getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")):
+        return None
+    return head
+
+
 def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: the log-prob of its target tokens, summed (fp32), and how many targets it has.
 
-    One forward over every row of the batch: for DPO that is chosen and rejected together.
+    One forward over every row of the batch: for DPO that is chosen and rejected together. The LM
+    head runs only on the positions that predict a target (a fifth of them in typical pairs): the
+    prompt's and padding's logits are never built, which saves time and, at a 32K vocabulary, most
+    of the activation memory of the loss.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], use_cache=False).logits[:, :-1]
     labels = batch["labels"][:, 1:]
-    token_logps = -F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=IGNORE, reduction="none").view(labels.shape)
-    return token_logps.sum(-1), (labels != IGNORE).sum(-1)
+    targets = labels != IGNORE
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  position_ids=batch["position_ids"], use_cache=False)
+    head = plain_lm_head(model)
+    if head is None:
+        logits = model(**inputs).logits[:, :-1]
+        token_logps = -F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                       ignore_index=IGNORE, reduction="none").view(labels.shape)
+        return token_logps.sum(-1), targets.sum(-1)
+    hidden = getattr(model, model.base_model_prefix)(**inputs).last_hidden_state[:, :-1]
+    token_logps = -F.cross_entropy(head(hidden[targets]).float(), labels[targets],
+                                   reduction="none")
+    rows = targets.nonzero()[:, 0]
+    sums = torch.zeros(labels.shape[0], dtype=token_logps.dtype, device=token_logps.device)
+    return sums.index_add(0, rows, token_logps), targets.sum(-1)
 
 
 @torch.no_grad()
