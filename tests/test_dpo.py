@@ -73,7 +73,7 @@ def test_loss_equals_hand_computation(tok, batch):
             -(1 - eps) * math.log(sig(z)) - eps * math.log(sig(-z)), abs=1e-5)
         lc, lr = sum(x != IGNORE for x in row["chosen_labels"]), \
             sum(x != IGNORE for x in row["rejected_labels"])
-        assert int(n[k]) == lc - 0 and int(n[k + 3]) == lr
+        assert int(n[k]) == lc and int(n[k + 3]) == lr
         ipo = ((pc - rc) / lc - (pr - rr) / lr - 1 / (2 * beta)) ** 2
         assert float(preference_loss(*args, beta=beta, loss_type="ipo", len_c=n[k:k + 1],
                                      len_r=n[k + 3:k + 4])) == pytest.approx(ipo, rel=1e-5)
@@ -109,10 +109,10 @@ def test_prompt_tokens_do_not_move_the_loss(tok, batch):
     assert torch.allclose(a, fast, atol=1e-6)  # the target-only LM head computes the same loss
 
 
-def module_with(reference: str, tok, policy_seed=0, ref_seed=1) -> DPOModule:
-    m = DPOModule(architecture=ARCH, vocab_size=len(tok), init_seed=policy_seed, beta=0.1,
-                  reference=reference)
-    return m
+def module_with(reference: str, tok) -> DPOModule:
+    """The policy of tiny(0, tok) in a DPO module with the given reference mode."""
+    return DPOModule(architecture=ARCH, vocab_size=len(tok), init_seed=0, beta=0.1,
+                     reference=reference)
 
 
 def test_precomputed_and_live_reference_give_identical_losses_and_gradients(tok, batch):
