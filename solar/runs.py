@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -146,6 +147,16 @@ def ablation_in_argv(argv: list[str]) -> str | None:
         if arg.startswith(("+ablation=", "ablation=", "++ablation=")):
             return arg.split("=", 1)[1]
     return None
+
+
+def exit_if_other_entry(entry: str, argv: list[str]) -> None:
+    """Before composition (the ablation may override groups this entry point lacks): an ablation
+    of another entry point exits 2 with the command that runs it."""
+    try:
+        refuse_other_entry(ablation_in_argv(argv), entry)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def refuse_other_entry(ablation_name: str | None, entry: str) -> None:

@@ -17,7 +17,7 @@ from solar.config import ConfigError, validate_train
 from solar.data.sources import EmptySourceError, SchemaError
 from solar.modeling import load_tokenizer
 from solar.objectives.reference import weight_hashes
-from solar.runs import MissingParentError, ablation_in_argv, refuse_other_entry, resolve_model
+from solar.runs import MissingParentError, exit_if_other_entry, resolve_model
 from solar.sdpo import run_sdpo
 from solar.stage import build_data, build_module, fit_stage, stage_logger
 
@@ -65,8 +65,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    try:  # before composing: a merge ablation may override groups train.yaml lacks
-        refuse_other_entry(ablation_in_argv(sys.argv[1:]), "train")
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    exit_if_other_entry("train", sys.argv[1:])
     main()

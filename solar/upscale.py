@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from solar.runs import (CONF_DIR, MissingParentError, ablation_in_argv, atomic_dir,
+from solar.runs import (CONF_DIR, MissingParentError, atomic_dir, exit_if_other_entry,
                         refuse_other_entry, resolve_model, write_lineage)
 from solar.weights.checkpoint import CheckpointError
 
@@ -64,11 +64,7 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    try:  # before composition: a training ablation overrides groups this config does not have
-        refuse_other_entry(ablation_in_argv(sys.argv[1:]), "upscale")
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_if_other_entry("upscale", sys.argv[1:])
     main()
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 
 import datasets
 
-from solar.data.sources import EmptySourceError, decontaminate_rows, load_source
+from solar.data.sources import cap_rows, decontaminate_rows, load_source
 
 PAIR_FEATURES = datasets.Features({
     "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
@@ -123,10 +123,4 @@ def prepare_preference_source(name: str, spec: dict, world: str,
         pairs = pairs.filter(lambda r: not r["problem"], desc=f"{name}: drop bad pairs")
     pairs = pairs.remove_columns("problem")
     pairs = decontaminate_rows(name, pairs, spec.get("decontaminate"), world, cache_dir, report)
-    if len(pairs) == 0:
-        raise EmptySourceError(f"source '{name}' has no usable preference pairs ({report})")
-    cap = spec.get("max_samples")
-    if cap is not None and len(pairs) > cap:
-        pairs = pairs.shuffle(seed=spec.get("seed", 0)).select(range(cap))
-    report["used"] = len(pairs)
-    return pairs, report
+    return cap_rows(name, pairs, spec, report), report

@@ -116,13 +116,18 @@ def prepare_source(name: str, spec: dict, world: str, cache_dir) -> tuple[datase
         report["table8_dropped"] = dict(Counter(t for t in ds["_task"] if t))
         ds = ds.filter(lambda r: not r["_task"], desc=f"{name}: Table 8").remove_columns("_task")
     ds = decontaminate_rows(name, ds, spec.get("decontaminate"), world, cache_dir, report)
+    return to_records(spec["schema"], cap_rows(name, ds, spec, report)), report
+
+
+def cap_rows(name: str, ds: datasets.Dataset, spec: dict, report: dict) -> datasets.Dataset:
+    """The seeded subsample to the source's cap (``max_samples``); an empty source is an error."""
     if len(ds) == 0:
         raise EmptySourceError(f"source '{name}' is empty after filtering ({report})")
     cap = spec.get("max_samples")
     if cap is not None and len(ds) > cap:
         ds = ds.shuffle(seed=spec.get("seed", 0)).select(range(cap))
     report["used"] = len(ds)
-    return to_records(spec["schema"], ds), report
+    return ds
 
 
 def decontaminate_rows(name: str, ds: datasets.Dataset, decon: dict | None, world: str, cache_dir,

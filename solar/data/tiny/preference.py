@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import random
 
-from solar.data.tiny.sources import GSM_TYPES, MATH_TYPES, ORCA_SYSTEM
-from solar.data.tiny.world import FAMILIES, facts, make_qa, word_problem
+from solar.data.tiny.sources import ORCA_SYSTEM, metamathqa
+from solar.data.tiny.world import FAMILIES, facts, make_qa
 
 UF_SOURCES = ["evol_instruct", "false_qa", "flan_v2_niv2", "sharegpt", "ultrachat"]
 
@@ -66,21 +66,16 @@ def original_solution(question: str, answer: int) -> str:
 
 
 def metamathqa_with_originals(n: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """The tiny MetaMathQA rows and the competition_math rows holding their original solutions."""
-    # levels come from their own stream, so the rows equal ``sources.metamathqa(n, seed)`` exactly
-    rng, level_rng, rows, originals, seen = random.Random(seed), random.Random(seed + 1), [], [], set()
-    levels = [f"Level {k}" for k in range(1, 6)]
-    for _ in range(n):
-        wp = word_problem(rng)
-        kind = rng.choice(MATH_TYPES + GSM_TYPES)
-        query = wp.rephrased if kind.endswith("Rephrased") else wp.question
-        rows.append({"query": query, "response": f"{wp.steps}\nThe answer is: {wp.answer}",
-                     "type": kind, "original_question": wp.question})
-        if kind.startswith("MATH_") and wp.question not in seen:
-            seen.add(wp.question)
-            originals.append({"problem": wp.question, "level": level_rng.choice(levels),
-                              "type": "Prealgebra",
-                              "solution": original_solution(wp.question, wp.answer)})
+    """The tiny MetaMathQA rows and the competition_math rows holding their original solutions:
+    one per distinct original question of MATH origin, its answer read off the MetaMathQA row."""
+    rows, level_rng, originals, seen = metamathqa(n, seed), random.Random(seed + 1), [], set()
+    for row in rows:
+        if row["type"].startswith("MATH_") and row["original_question"] not in seen:
+            seen.add(row["original_question"])
+            answer = int(row["response"].rsplit("The answer is: ", 1)[1])
+            originals.append({"problem": row["original_question"],
+                              "level": f"Level {level_rng.randint(1, 5)}", "type": "Prealgebra",
+                              "solution": original_solution(row["original_question"], answer)})
     return rows, originals
 
 
