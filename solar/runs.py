@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,41 @@ from pathlib import Path
 from typing import Iterator
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 WEIGHT_PATTERNS = ("*.safetensors",)
+
+
+# Overrides that do not change what a run computes: they never enter a sweep member's run name.
+NAME_NEUTRAL = ("scale", "paths.", "logger", "hydra", "run.", "ablation", "cluster.", "eval",
+                "trainer.enable_progress_bar", "output.", "upscale.progress", "upscale.shard_size")
+
+
+def sweep_name(base: str) -> str:
+    """Run name of a Hydra multirun member: ``base`` plus the values it overrides.
+
+    ``-m +ablation=dpo_v2 objective.beta=0.01,0.1`` gives ``dpo_v2-beta0.01`` and ``dpo_v2-beta0.1``,
+    so two members never share a run directory; ``-m +ablation=sft_v1,sft_v2`` keeps ``sft_v1`` and
+    ``sft_v2`` (the ablation is the name already). Outside a multirun the name is ``base``.
+    """
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # composed by the compose API (tests, solar.experiment), not a Hydra job
+        return base
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return base
+    parts = []
+    for override in hydra_cfg.overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not key.startswith(NAME_NEUTRAL):
+            parts.append(re.sub(r"[^\w.-]+", "", f"{key.rsplit('.', 1)[-1]}{value}"))
+    return "-".join([base, *parts])
+
+
+OmegaConf.register_new_resolver("solar.sweep_name", sweep_name, replace=True)
 
 
 class MissingParentError(RuntimeError):
@@ -39,14 +72,22 @@ def ablation_entry(name: str) -> str | None:
     return (yaml.safe_load(path.read_text()) or {}).get("entry", "train")
 
 
+def producer(name: str) -> tuple[str, list[str]] | None:
+    """(entry point, overrides) of the command that creates run ``name``, or None if nothing does:
+    ``dus`` is solar.upscale's default run, every other run name is an ablation's."""
+    if name == "dus":
+        return "upscale", []
+    entry = ablation_entry(name)
+    return None if entry is None else (entry, [f"+ablation={name}"])
+
+
 def producer_command(name: str, scale: str) -> str:
     """The command that creates run ``name``: what a user should run when it is missing."""
-    entry = ablation_entry(name)
-    if name == "dus" or entry == "upscale":
-        return f"python -m solar.upscale scale={scale}"
-    if entry is None:
+    made_by = producer(name)
+    if made_by is None:
         return f"python -m solar.train +ablation=<ablation> scale={scale} run.name={name}"
-    return f"python -m solar.{entry} +ablation={name} scale={scale}"
+    entry, overrides = made_by
+    return " ".join(["python -m", f"solar.{entry}", *overrides, f"scale={scale}"])
 
 
 def has_weights(path: Path) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from solar.data.datamodule import SolarDataModule
@@ -98,7 +99,10 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
         enable_progress_bar=tr.enable_progress_bar,
         val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
         limit_val_batches=None if has_val else 0, check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, enable_model_summary=False)
+        num_sanity_val_steps=0, enable_model_summary=False,
+        # Under Slurm, submitit owns requeueing (USR2, solar/pipeline/slurm.py); Lightning's own
+        # SLURM requeue (USR1) stays off so that a job is never requeued by both.
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None)
     last = stage_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.run.resume and last.exists()
                 else None)
