@@ -33,11 +33,12 @@ NAME_NEUTRAL = ("scale", "paths.", "logger", "hydra", "run.", "ablation", "clust
 
 
 def sweep_name(base: str) -> str:
-    """Run name of a Hydra multirun member: ``base`` plus the values it overrides.
+    """Run name of a Hydra multirun member: ``base`` plus the values of the swept keys.
 
     ``-m +ablation=dpo_v2 objective.beta=0.01,0.1`` gives ``dpo_v2-beta0.01`` and ``dpo_v2-beta0.1``,
-    so two members never share a run directory; ``-m +ablation=sft_v1,sft_v2`` keeps ``sft_v1`` and
-    ``sft_v2`` (the ablation is the name already). Outside a multirun the name is ``base``.
+    so two members never share a run directory; ``-m +ablation=sft_v1,sft_v2 trainer.max_steps=500``
+    keeps ``sft_v1`` and ``sft_v2`` (the ablation is the name already; fixed overrides apply to all
+    members, as they do to a single run). Outside a multirun the name is ``base``.
     """
     try:
         hydra_cfg = HydraConfig.get()
@@ -45,12 +46,26 @@ def sweep_name(base: str) -> str:
         return base
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return base
+    swept = swept_keys(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
     parts = []
     for override in hydra_cfg.overrides.task:
         key, _, value = override.lstrip("+~").partition("=")
-        if not key.startswith(NAME_NEUTRAL):
+        if not key.startswith(NAME_NEUTRAL) and (swept is None or key in swept):
             parts.append(re.sub(r"[^\w.-]+", "", f"{key.rsplit('.', 1)[-1]}{value}"))
     return "-".join([base, *parts])
+
+
+def swept_keys(multirun_yaml: Path) -> set[str] | None:
+    """Keys the sweep varies, from the command line Hydra saved in the sweep dir before launching
+    (a job only sees its own resolved overrides). None if unreadable: then every key counts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        task = OmegaConf.load(multirun_yaml).hydra.overrides.task
+    except (OSError, AttributeError):
+        return None
+    overrides = OverridesParser.create().parse_overrides(list(task))
+    return {o.key_or_group for o in overrides if o.is_sweep_override()}
 
 
 OmegaConf.register_new_resolver("solar.sweep_name", sweep_name, replace=True)

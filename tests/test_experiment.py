@@ -187,3 +187,27 @@ def test_local_launcher_runs_the_graph_in_order_and_cancels_after_a_failure(tmp_
     assert " done " in rows["sft_v3"]
     assert " failed " in rows["sft_v4"] and "log: " in rows["sft_v4"]
     assert "cancelled" in rows["sft_v3_v4"] and "parent sft_v4 failed" in rows["sft_v3_v4"]
+
+
+def test_sweep_members_are_named_after_the_swept_values(tmp_path):
+    """Inside a Hydra multirun job: only the swept keys enter the run name (from multirun.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    sweep = ["+ablation=dpo_v2", "objective.beta=0.01,0.1", "trainer.max_steps=5", "scale=tiny"]
+    OmegaConf.save({"hydra": {"overrides": {"task": sweep}}}, tmp_path / "multirun.yaml")
+    member = ["+ablation=dpo_v2", "objective.beta=0.1", "trainer.max_steps=5", "scale=tiny"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="train", overrides=member, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.sweep.dir = RunMode.MULTIRUN, str(tmp_path)
+        cfg.hydra.overrides.task = member
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert cfg.run.name == "dpo_v2-beta0.1"
+        assert cfg.run.dir.endswith("/tiny/dpo_v2-beta0.1")
+        (tmp_path / "multirun.yaml").unlink()   # unreadable: every non-neutral key counts
+        assert cfg.run.name == "dpo_v2-beta0.1-max_steps5"
+    finally:
+        HydraConfig.instance().cfg = None
