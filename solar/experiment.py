@@ -75,7 +75,8 @@ def launch(cfg: DictConfig, order: list) -> int:
                          f"{launcher}: {todo} node(s) to run, {len(order) - todo} finished "
                          "(dry run: nothing submitted)")
         return 0
-    status = f"python -m solar.status experiment={cfg.experiment} scale={cfg.scale.name}"
+    status = (f"python -m solar.status experiment={cfg.experiment} scale={cfg.scale.name} "
+              f"paths.runs={cfg.paths.runs}")
     if launcher == "slurm":
         from solar.pipeline.slurm import submit
         jobs = submit(order, log_dir=directory / "logs", resources=resources,
