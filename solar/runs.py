@@ -69,6 +69,8 @@ def swept_keys(multirun_yaml: Path) -> set[str] | None:
 
 
 OmegaConf.register_new_resolver("solar.sweep_name", sweep_name, replace=True)
+# `cluster.setup` (a list of shell lines) as the one string hydra/launcher/slurm.yaml can hold
+OmegaConf.register_new_resolver("solar.lines", lambda lines: "\n".join(lines), replace=True)
 
 
 class MissingParentError(RuntimeError):

@@ -34,6 +34,7 @@ class Node:
     run: str | None = None        # the run directory this node writes (None: report)
     done: bool = False            # its finished output exists: skipped
     after_any: bool = False       # runs whatever its parents' outcome (the report)
+    output: str | None = None     # exists once the node is finished (model/, eval/h6.json)
     config: DictConfig | None = field(default=None, repr=False)   # composed node config
 
 
@@ -103,14 +104,15 @@ class GraphBuilder:
                 self.add_run(ref, [*path, run])
                 parents.append(ref)
         self.nodes[run] = Node(run, entry, argv, parents, run=run, done=self.finished(run),
+                               output=str(run_dir(self.runs_root, self.scale, run) / "model"),
                                config=cfg)
 
     def add_eval(self, run: str) -> None:
         name = f"eval:{run}"
-        done = (run_dir(self.runs_root, self.scale, run) / "eval" / "h6.json").is_file()
+        output = run_dir(self.runs_root, self.scale, run) / "eval" / "h6.json"
         parents = [] if self.nodes[run].done else [run]
         self.nodes[name] = Node(name, "evaluate", self.command("evaluate", [f"model={run}"], run),
-                                parents, run=run, done=done)
+                                parents, run=run, done=output.is_file(), output=str(output))
 
     def add_report(self, table: int | str, runs: list[str]) -> None:
         parents = [f"eval:{r}" for r in runs if f"eval:{r}" in self.nodes]

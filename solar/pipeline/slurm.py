@@ -32,13 +32,17 @@ class NodeJob(submitit.helpers.Checkpointable):
     """What one Slurm job runs: the node's solar command, as a child process.
 
     Checkpointable: on USR2 (time limit, preemption) submitit requeues this same object, and the
-    command resumes where its run directory left off.
+    command resumes where its run directory left off. A job requeued after its output was written
+    (preempted while exiting) finds ``output`` and ends at once, so every rerun is idempotent.
     """
 
-    def __init__(self, argv: list[str], cwd: str):
-        self.argv, self.cwd = argv, cwd
+    def __init__(self, argv: list[str], cwd: str, output: str | None = None):
+        self.argv, self.cwd, self.output = argv, cwd, output
 
     def __call__(self) -> None:
+        if self.output and Path(self.output).exists():
+            print(f"{self.output} exists: finished by an earlier run of this job")
+            return
         env = dict(os.environ)
         # torch would start one thread per core of the node; the job owns cpus_per_task of them
         env.setdefault("OMP_NUM_THREADS", env.get("SLURM_CPUS_PER_TASK", "1"))
@@ -72,7 +76,7 @@ def submit(order: list[Node], *, log_dir: Path, resources: dict, cluster: dict,
             params["additional_parameters"] = {"kill-on-invalid-dep": "yes",
                                                **(cluster.get("additional_parameters") or {})}
             executor.update_parameters(**params)
-            job = executor.submit(NodeJob(node.argv, os.getcwd()))
+            job = executor.submit(NodeJob(node.argv, os.getcwd(), node.output))
             submitted.append(job.job_id)
             jobs[node.name] = {"job_id": job.job_id, "log": str(job.paths.stderr),
                                "stdout": str(job.paths.stdout)}
