@@ -68,7 +68,8 @@ def curves(runs: dict[str, Path], keys: tuple[str, ...], x: str | None, title: s
         ax.set_title(key)
         ax.set_xlabel(x or "step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
 
