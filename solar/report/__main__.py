@@ -10,6 +10,7 @@ node of an experiment graph can run at any time; a bad `table=` exits 2.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -59,7 +60,7 @@ def log_to_wandb(cfg: DictConfig, tables, pngs, out_dir) -> None:
     run = log_tables(tables, pngs, project=cfg.logger.project, entity=cfg.logger.get("entity"),
                      mode=mode, out_dir=out_dir, name=name)
     if mode == "offline":
-        print(f"W&B offline (no API key): upload with `wandb sync {run.dir.rsplit('/files', 1)[0]}`")
+        print(f"W&B offline (no API key): upload with `wandb sync {Path(run.dir).parent}`")
     elif cfg.wandb_report:
         report = build_report(tables, project=cfg.logger.project,
                               entity=cfg.logger.get("entity") or run.entity)
