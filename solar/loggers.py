@@ -6,8 +6,6 @@ import netrc
 import os
 from pathlib import Path
 
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
-
 
 def wandb_mode(requested: str) -> str:
     """'auto' resolves to online with an API key (env or ~/.netrc), else offline."""
@@ -26,6 +24,9 @@ def wandb_mode(requested: str) -> str:
 
 
 def make_logger(logger_cfg, *, run_dir: Path, name: str, group: str, job_type: str, config: dict):
+    # imported here: wandb_mode() alone (solar.evaluate, solar.report) must not load Lightning
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
     if logger_cfg.name == "csv":
         return CSVLogger(save_dir=str(run_dir), name="metrics", version="")
     mode = wandb_mode(logger_cfg.get("mode", "auto"))
