@@ -63,8 +63,8 @@ def launch(cfg: DictConfig, order: list) -> int:
     if launcher not in ("slurm", "local"):
         raise ConfigError([f"`launcher` must be slurm, local or auto (got {cfg.launcher!r})"])
     if launcher == "slurm" and not shutil.which("sbatch"):
-        raise ConfigError(["`launcher`=slurm but `sbatch` is not on PATH: run on a Slurm login "
-                           "node, or use launcher=local"])
+        raise ConfigError([("`launcher`=slurm but `sbatch` is not on PATH: run on a Slurm login "
+                            "node, or use launcher=local")])
     resources = OmegaConf.to_container(cfg.resources, resolve=True)
     plan = plans.make_plan(order, experiment=cfg.experiment, scale=cfg.scale.name,
                            launcher=launcher, resources=resources)

@@ -19,7 +19,7 @@ def status(cfg: DictConfig) -> list[dict]:
     if plan["launcher"] == "slurm":
         from solar.pipeline.slurm import job_states
         slurm = job_states([n["job_id"] for n in plan["nodes"] if n.get("job_id")])
-    return plans.node_states(plan, cfg.paths.runs, slurm)
+    return plans.node_states(plan, slurm)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="experiment", version_base=None)

@@ -64,7 +64,7 @@ def table3(tmp_path_factory, cache_dir):
     """The tiny Table 3 graph submitted once: (runs root, driver output, submit seconds, states)."""
     runs = tmp_path_factory.mktemp("slurm-table3")
     args = ["experiment=table3", "scale=tiny", f"paths.runs={runs}", "launcher=slurm",
-            "report=false", f"stage_overrides.train={SHORT}"]
+            f"stage_overrides.train={SHORT}"]
     start = time.time()
     out = solar("solar.experiment", *args)
     submit_seconds = time.time() - start
@@ -76,7 +76,7 @@ def table3(tmp_path_factory, cache_dir):
 
 def test_table3_graph_runs_with_dependencies_honoured(table3):
     runs, _, stdout, submit_seconds, states = table3
-    assert "submitted 10 job(s) of table3" in stdout
+    assert "submitted 11 job(s) of table3" in stdout
     assert submit_seconds < 60   # the driver submits and returns; it does not wait for jobs
     assert {s["state"] for s in states.values()} == {"done"}, states
     merge_start = when(states["sft_v3_v4"]["start"])
@@ -87,6 +87,9 @@ def test_table3_graph_runs_with_dependencies_honoured(table3):
         assert (runs / "tiny" / row / "model" / "config.json").is_file()
         h6 = json.loads((runs / "tiny" / row / "eval" / "h6.json").read_text())
         assert 0 <= h6["h6"] <= 100
+        assert f"{h6['h6']:.2f}" in (runs / "tiny" / "reports" / "table3.md").read_text()
+    last_eval_end = max(when(s["end"]) for n, s in states.items() if n.startswith("eval:"))
+    assert when(states["report:table3"]["start"]) >= last_eval_end   # the table's last node
 
 
 def test_table3_second_submission_submits_nothing(table3):
@@ -96,7 +99,7 @@ def test_table3_second_submission_submits_nothing(table3):
     assert "submitted 0 job(s) of table3" in out.stdout
     assert all(n["skipped"] and "job_id" not in n for n in plan_of(runs, "table3")["nodes"])
     status = solar("solar.status", "experiment=table3", "scale=tiny", f"paths.runs={runs}")
-    assert "table3 (scale=tiny): 10 done" in status.stdout
+    assert "table3 (scale=tiny): 11 done" in status.stdout
 
 
 def test_failed_parent_cancels_its_dependents(tmp_path, cache_dir):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -115,10 +115,15 @@ class GraphBuilder:
                                 parents, run=run, done=output.is_file(), output=str(output))
 
     def add_report(self, table: int | str, runs: list[str]) -> None:
-        parents = [f"eval:{r}" for r in runs if f"eval:{r}" in self.nodes]
+        """The table's report, after its evaluations; up to date (skipped) when it is newer than
+        every evaluation it reads and none of them is to run."""
+        evals = [self.nodes[f"eval:{r}"] for r in runs if f"eval:{r}" in self.nodes]
+        output = self.runs_root / self.scale / "reports" / f"table{table}.md"
+        done = output.is_file() and all(e.done for e in evals) and all(
+            output.stat().st_mtime >= Path(e.output).stat().st_mtime for e in evals)
         self.nodes[f"report:table{table}"] = Node(
             f"report:table{table}", "report", self.command("report", [f"table={table}"]),
-            [p for p in parents if not self.nodes[p].done], after_any=True)
+            [e.name for e in evals if not e.done], done=done, after_any=True, output=str(output))
 
     def is_run_name(self, ref: str) -> bool:
         """As solar.runs.resolve_model reads a reference: an existing path or an `org/name` hub id

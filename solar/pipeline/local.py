@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from solar.pipeline.graph import Node
 
@@ -37,7 +37,8 @@ def run_local(order: list[Node], log_dir: Path,
         on_update(node.name, {"state": "running", "log": str(log)})
         start = time.time()
         with open(log, "w") as out:
-            code = subprocess.run(node.argv, stdout=out, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(node.argv, stdout=out, stderr=subprocess.STDOUT,
+                                  check=False).returncode
         seconds = round(time.time() - start, 1)
         states[node.name] = "done" if code == 0 else "failed"
         on_update(node.name, {"state": states[node.name], "log": str(log), "seconds": seconds})

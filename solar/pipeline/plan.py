@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from solar.pipeline.graph import Node
-from solar.runs import run_dir, write_json
+from solar.runs import write_json
 
 
 def plan_dir(runs_root: Path, scale: str, experiment: str) -> Path:
@@ -21,7 +21,8 @@ def make_plan(order: list[Node], *, experiment: str, scale: str, launcher: str,
     return {
         "experiment": experiment, "scale": scale, "launcher": launcher,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "nodes": [{"name": n.name, "stage": n.stage, "run": n.run, "parents": n.parents,
+        "nodes": [{"name": n.name, "stage": n.stage, "run": n.run, "output": n.output,
+                   "parents": n.parents,
                    "command": shlex.join(["python", *n.argv[1:]]), "after_any": n.after_any,
                    "resources": resources[n.stage], "skipped": n.done,
                    "state": "skipped" if n.done else "pending"} for n in order],
@@ -62,7 +63,7 @@ def print_plan(plan: dict, header: str) -> None:
             print(f"      {n['command']}")
 
 
-def node_states(plan: dict, runs_root: Path, slurm_states: dict[str, dict]) -> list[dict]:
+def node_states(plan: dict, slurm_states: dict[str, dict]) -> list[dict]:
     """Each node's state now: done | running | pending | failed | cancelled (with the reason),
     from its output on disk first, then Slurm's accounting (or the local runner's record)."""
     by_name, rows = {}, []
@@ -71,7 +72,7 @@ def node_states(plan: dict, runs_root: Path, slurm_states: dict[str, dict]) -> l
                "log": n.get("log"), "state": n.get("state", "pending")}
         if n.get("job_id") in slurm_states:
             row.update(slurm_states[n["job_id"]])
-        if n["run"] and output_exists(n, runs_root, plan["scale"]):
+        if n["output"] and Path(n["output"]).exists():
             row["state"] = "done"
         elif n["skipped"]:
             row["state"] = "missing"   # was finished at submission, output gone since
@@ -83,13 +84,6 @@ def node_states(plan: dict, runs_root: Path, slurm_states: dict[str, dict]) -> l
         by_name[n["name"]] = row
         rows.append(row)
     return rows
-
-
-def output_exists(node: dict, runs_root: Path, scale: str) -> bool:
-    rdir = run_dir(runs_root, scale, node["run"])
-    if node["stage"] == "evaluate":
-        return (rdir / "eval" / "h6.json").is_file()
-    return (rdir / "model" / "config.json").is_file()
 
 
 def still_queued(directory: Path) -> dict[str, dict]:
