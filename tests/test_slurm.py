@@ -181,8 +181,8 @@ def test_requeued_training_resumes_to_the_uninterrupted_result(tmp_path, cache_d
     assert max(ours) == max(reference) == 119   # Lightning counts steps from 0
     resumed = [s for s in ours if s > 20]
     assert len(resumed) >= 90
-    assert max(abs(ours[s] - reference[s]) for s in resumed) < 1e-4
+    # same thread count, same data order, exact resume: bit for bit on CPU (measured: 0.0)
+    assert [ours[s] for s in resumed] == [reference[s] for s in resumed]
     a = load_file(run / "model" / "model.safetensors")
     b = load_file(ref_runs / "tiny" / "sft_v1" / "model" / "model.safetensors")
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-    assert all(torch.isfinite(t).all() for t in a.values())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
