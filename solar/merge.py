@@ -27,6 +27,12 @@ def run(cfg: DictConfig) -> Path:
     refuse_other_entry(cfg.get("ablation_name"), "merge")
     if cfg.get("merge") is None:
         raise ValueError("choose a method: +merge=average|slerp|ties|dare (or +ablation=<name>)")
+    missing = [k for k in ("base", "models") if OmegaConf.is_missing(cfg.merge, k)]
+    if missing:  # named here: resolving a '???' would blame a parent run called '???'
+        raise ValueError(f"`merge.{missing[0]}` is not set: {cfg.merge.method} needs "
+                         + ("the base model its task vectors are relative to "
+                            "(merge.base=<run name | path | hub id>)" if missing[0] == "base"
+                            else "the models to merge (merge.models=[<run>, <run>])"))
     spec = OmegaConf.to_container(cfg.merge, resolve=True)
     models, base = list(spec["models"]), spec.get("base")
     validate(spec["method"], len(models), spec.get("weights"), spec.get("normalize", True),

@@ -19,6 +19,16 @@ from solar.weights.layers import parse_layer
 from solar.weights.writer import OutputTensor, write_checkpoint
 
 METHODS = ("average", "slerp", "ties", "dare")
+# Each method's defaults are those of the mergekit method of the same name, so a mergekit YAML
+# translated key for key (README "Model merging") gives the same tensors. mergekit names:
+# average = linear, dare = dare_linear (dare_ties with consensus); mergekit's DARE `density` is
+# 1 − drop_rate. `weights` null = 1 per model (mergekit requires a weight).
+DEFAULTS = {
+    "average": {"normalize": True},
+    "slerp": {},
+    "ties": {"density": 1.0, "normalize": True},
+    "dare": {"drop_rate": 0.0, "rescale": True, "consensus": False, "normalize": False, "seed": 0},
+}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
@@ -85,7 +95,8 @@ def validate(method: str, n_models: int, weights: list[float] | None, normalize:
     if n_models < 1 or (n_models < 2 and method == "average"):
         raise ValueError(f"`merge.models` needs at least {2 if method == 'average' else 1} models")
     if method in ("ties", "dare") and not base:
-        raise ValueError(f"{method} merges task vectors relative to `merge.base`: set it")
+        raise ValueError(f"`merge.base` is not set: {method} merges task vectors relative to a "
+                         "base model; set merge.base=<run name | path | hub id>")
     weights = [1.0] * n_models if weights is None else [float(w) for w in weights]
     if len(weights) != n_models:
         raise ValueError(f"`merge.weights` has {len(weights)} entries for {n_models} models")
@@ -131,20 +142,18 @@ def _compute(method, name, views, base_view, weights, params, position, out, scr
                 for i, v in enumerate(views)]
         acc = out if out.dtype == dtype else scratch.get("acc", dtype, out.shape)
         if method == "average":
-            mm.average(work, weights, params.get("normalize", True), out=acc)
+            mm.average(work, weights, params["normalize"], out=acc)
         else:
             mm.slerp(work[0], work[1], float(value("t")), out=acc)
         if acc is not out:
             out.copy_(acc)  # cast back to the stored dtype (round to nearest even)
         return
     if method == "ties":
-        merged = mm.ties(base_view, views, weights, float(value("density")),
-                         params.get("normalize", True))
+        merged = mm.ties(base_view, views, weights, float(value("density")), params["normalize"])
     else:
-        gen = torch.Generator().manual_seed(int(params.get("seed", 0)) + zlib.crc32(name.encode()))
+        gen = torch.Generator().manual_seed(int(params["seed"]) + zlib.crc32(name.encode()))
         merged = mm.dare(base_view, views, weights, float(value("drop_rate")), gen,
-                         params.get("rescale", True), params.get("consensus", False),
-                         params.get("normalize", True))
+                         params["rescale"], params["consensus"], params["normalize"])
     out.copy_(merged)
 
 
@@ -152,8 +161,13 @@ def merge_checkpoints(model_dirs: list[str | Path], out: str | Path, *, method: 
                       weights: list[float] | None = None, params: dict | None = None,
                       base_dir: str | Path | None = None, max_shard_bytes: int | str = "5GB",
                       progress: bool = True) -> dict:
-    """Merge ``model_dirs`` (with ``base_dir`` for ties/dare) into the empty directory ``out``."""
-    params = dict(params or {})
+    """Merge ``model_dirs`` (with ``base_dir`` for ties/dare) into the empty directory ``out``.
+
+    ``params`` not given take mergekit's defaults for the method (``DEFAULTS``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"`merge.method`={method!r} is not one of {METHODS}")
+    params = {**DEFAULTS[method], **{k: v for k, v in (params or {}).items() if v is not None}}
     weights = validate(method, len(model_dirs), weights, params.get("normalize", True),
                        base_dir is not None)
     ckpts = [Checkpoint(d) for d in model_dirs]

@@ -19,27 +19,25 @@ def _work(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.to(torch.float32)
 
 
-def normalized_weights(weights: list[float], normalize: bool = True) -> list[float]:
-    total = sum(weights)
-    if normalize:
-        if not total > 0:
-            raise ValueError(f"merge weights {weights} do not sum to a positive number")
-        return [w / total for w in weights]
-    return list(weights)
-
-
 def average(tensors: list[torch.Tensor], weights: list[float], normalize: bool = True,
             out: torch.Tensor | None = None) -> torch.Tensor:
-    """Σ wᵢxᵢ (÷ Σ wᵢ when ``normalize``): the first product fills ``out``, the rest accumulate.
+    """Σ wᵢxᵢ, then ÷ Σ wᵢ when ``normalize``: the first product fills ``out``, the rest accumulate.
 
-    ``out`` (in the compute dtype) lets a caller reuse one buffer for every tensor of a model.
+    mergekit's `linear` order of operations (weights rounded to the compute dtype, sum first,
+    one division last), so the output is bit for bit mergekit's. ``out`` (in the compute dtype)
+    lets a caller reuse one buffer for every tensor of a model.
     """
-    w = normalized_weights(weights, normalize)
     dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+    w = torch.tensor(weights, dtype=dtype)
+    total = w.sum()
+    if normalize and not total > 0:
+        raise ValueError(f"merge weights {weights} do not sum to a positive number")
     first = tensors[0] if tensors[0].dtype == dtype else tensors[0].to(dtype)
     out = torch.mul(first, w[0], out=out)
     for x, wi in zip(tensors[1:], w[1:]):
-        out.add_(x.to(dtype) if x.dtype != dtype else x, alpha=wi)
+        out.add_(x.to(dtype) if x.dtype != dtype else x, alpha=wi.item())
+    if normalize and total != 1:  # x / 1 is x: skip a pass over the tensor when weights sum to 1
+        out.div_(total)
     return out
 
 
@@ -114,10 +112,15 @@ def ties(base: torch.Tensor, tensors: list[torch.Tensor], weights: list[float], 
 
 def dare(base: torch.Tensor, tensors: list[torch.Tensor], weights: list[float], drop_rate: float,
          generator: torch.Generator, rescale: bool = True, consensus: bool = False,
-         normalize: bool = True) -> torch.Tensor:
+         normalize: bool = False) -> torch.Tensor:
     """DARE: drop each delta entry with probability ``drop_rate``, rescale survivors by 1/(1−p).
 
-    Then a weighted sum (dare_linear), or TIES' sign election with ``consensus`` (dare_ties).
+    Then a weighted sum (mergekit `dare_linear`), or TIES' sign election with ``consensus``
+    (`dare_ties`). Not divided by Σ wᵢ unless ``normalize``: mergekit's default for both.
+    Deliberate differences from mergekit, equal in expectation and identical at drop_rate 0: the
+    mask comes from ``generator`` (seeded per tensor, so a merge is reproducible; mergekit draws
+    from the global RNG) and survivors are rescaled by 1/(1−p) (mergekit: by the L1-norm ratio
+    of the task vector before and after the drop).
     """
     if not 0 <= drop_rate < 1:
         raise ValueError(f"`merge.drop_rate`={drop_rate} must be in [0, 1)")
