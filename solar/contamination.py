@@ -13,6 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from solar.cli import run_command
 from solar.eval.contamination import benchmark_items, contamination, format_table9
 from solar.eval.h6 import check_data
 from solar.eval.tasks import BenchmarkDataError
@@ -57,4 +58,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "contamination")

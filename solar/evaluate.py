@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from solar.cli import run_command
 from solar.runs import CONF_DIR, MissingParentError, resolve_model, run_dir
 
 # expected bad input (solar.eval.tasks.BenchmarkDataError is a ValueError): one line, exit 2
@@ -79,4 +80,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = model_ref_argv(sys.argv)
-    main()
+    run_command(main, "evaluate")

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -153,13 +154,35 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+# Temp / replaced dirs older than this were left by another process: a killed run gets no chance
+# to remove its own (SIGKILL, OOM, a node lost), so the next run of that name does.
+PROCESS_START = time.time()
+
+
+def remove_stale(final: str | os.PathLike) -> list[Path]:
+    """Remove the ``.tmp-<name>-*`` / ``.old-<name>-*`` dirs beside ``final`` that are older than
+    this process (debris of a killed run, up to a whole model each), with a one-line notice."""
+    final = Path(final)
+    stale = [p for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*")
+             for p in sorted(final.parent.glob(pattern))
+             if p.is_dir() and p.stat().st_mtime < PROCESS_START]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    if stale:
+        print(f"removed {len(stale)} stale dir(s) left by an interrupted run of {final}: "
+              f"{', '.join(p.name for p in stale)}")
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp dir beside ``final``; rename it into place only if the block succeeds.
 
-    A failure leaves nothing behind, so a half-written output can never be mistaken for a result.
+    A failure leaves nothing behind, so a half-written output can never be mistaken for a result;
+    a killed run's leftovers are removed by the next one (``remove_stale``).
     """
     final = Path(final)
+    remove_stale(final)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists (pass overwrite=true to replace it)")
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -189,13 +212,13 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def write_lineage(model_dir: str | os.PathLike, *, method: str, parents: list[str],
-                  params: dict | None = None, data: dict | None = None, **extra) -> None:
+                  params: dict | None = None, data: dict | None = None, **extra) -> dict:
     """``lineage.json``: where a checkpoint came from (parents, data recipe, method, parameters,
-    and any ``extra`` facts of the method, e.g. the reference of a DPO step)."""
-    write_json(Path(model_dir) / "lineage.json", {
-        "method": method, "parents": parents, "params": params or {}, "data": data or {},
-        "git_sha": git_sha(), **extra,
-    })
+    and any ``extra`` facts of the method, e.g. the reference of a DPO step); returns it."""
+    lineage = {"method": method, "parents": parents, "params": params or {}, "data": data or {},
+               "git_sha": git_sha(), **extra}
+    write_json(Path(model_dir) / "lineage.json", lineage)
+    return lineage
 
 
 def ablation_in_argv(argv: list[str]) -> str | None:

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from solar.objectives.reference import compute_logps, weight_hashes
-from solar.runs import atomic_dir, write_json, write_lineage
+from solar.runs import atomic_dir, remove_stale, write_json, write_lineage
 from solar.stage import build_data, build_module, fit_stage, stage_logger
 
 
@@ -76,6 +76,7 @@ def run_sdpo(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer) 
         step = steps[i]
         step_dir = run_dir / "steps" / f"{k}-{step.name}"
         model_out = step_dir / "model"
+        remove_stale(model_out)
         if model_out.is_dir():
             print(f"sDPO step {k} ({step.name}) is finished: {model_out}")
         else:
@@ -92,7 +93,10 @@ def run_sdpo(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer) 
     final = run_dir / "model"
     with atomic_dir(final, overwrite=True) as tmp:
         shutil.copytree(parent, tmp, dirs_exist_ok=True)
-    write_lineage(run_dir, method="sdpo", parents=[cfg.model.pretrained or "init:" +
-                  cfg.model.name], params=OmegaConf.to_container(cfg.objective, resolve=True),
-                  steps=[str(p) for p in sorted((run_dir / "steps").iterdir())])
+        # before the rename, as for every stage (solar/stage.py): no published model without it
+        lineage = write_lineage(
+            tmp, method="sdpo", parents=[cfg.model.pretrained or "init:" + cfg.model.name],
+            params=OmegaConf.to_container(cfg.objective, resolve=True),
+            steps=[str(p) for p in sorted((run_dir / "steps").iterdir())])
+        write_json(run_dir / "lineage.json", lineage)
     return final

@@ -22,7 +22,7 @@ from solar.objectives.cpt import CPTModule
 from solar.objectives.dpo import DPOModule
 from solar.objectives.reference import fingerprint
 from solar.objectives.sft import SFTModule
-from solar.runs import atomic_dir, git_sha, write_lineage
+from solar.runs import atomic_dir, git_sha, write_json, write_lineage
 
 OBJECTIVES = {"sft": SFTModule, "cpt": CPTModule, "dpo": DPOModule, "sdpo": DPOModule}
 
@@ -113,8 +113,11 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
         with atomic_dir(model_out, overwrite=cfg.run.overwrite) as tmp:
             module.model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-        write_lineage(stage_dir, method=cfg.objective.name, parents=parents,
-                      params=OmegaConf.to_container(cfg.objective, resolve=True),
-                      data=data.report, **(extra_lineage or {}))
+            # Provenance before the rename: model/ (what marks the stage finished) never exists
+            # without its lineage.json; the stage dir keeps a copy, where the run layout has it.
+            lineage = write_lineage(tmp, method=cfg.objective.name, parents=parents,
+                                    params=OmegaConf.to_container(cfg.objective, resolve=True),
+                                    data=data.report, **(extra_lineage or {}))
+            write_json(stage_dir / "lineage.json", lineage)
         print(f"model: {model_out}")
     return model_out

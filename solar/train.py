@@ -13,11 +13,12 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from solar.cli import run_command
 from solar.config import ConfigError, validate_train
 from solar.data.sources import EmptySourceError, SchemaError
 from solar.modeling import load_tokenizer
 from solar.objectives.reference import weight_hashes
-from solar.runs import MissingParentError, exit_if_other_entry, resolve_model
+from solar.runs import MissingParentError, remove_stale, resolve_model
 from solar.sdpo import run_sdpo
 from solar.stage import build_data, build_module, fit_stage, stage_logger
 
@@ -28,6 +29,7 @@ EXPECTED = (ConfigError, SchemaError, EmptySourceError, MissingParentError, File
 def train(cfg: DictConfig) -> Path:
     validate_train(cfg)
     run_dir, model_out = Path(cfg.run.dir), Path(cfg.run.dir) / "model"
+    remove_stale(model_out)  # a killed export's temp dirs (a whole model each), at the start
     if model_out.exists() and not cfg.run.overwrite:
         raise FileExistsError(f"{model_out} is finished already; set run.overwrite=true to redo it")
     pretrained = cfg.model.pretrained and resolve_model(cfg.model.pretrained, cfg.paths.runs,
@@ -65,5 +67,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    exit_if_other_entry("train", sys.argv[1:])
-    main()
+    run_command(main, "train")

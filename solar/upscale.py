@@ -13,8 +13,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from solar.runs import (CONF_DIR, MissingParentError, atomic_dir, exit_if_other_entry,
-                        refuse_other_entry, resolve_model, write_lineage)
+from solar.cli import run_command
+from solar.runs import (CONF_DIR, MissingParentError, atomic_dir, refuse_other_entry,
+                        resolve_model, write_lineage)
 from solar.weights.checkpoint import CheckpointError
 
 EXPECTED = (CheckpointError, MissingParentError, FileExistsError, FileNotFoundError, ValueError)
@@ -63,10 +64,5 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-def cli() -> None:
-    exit_if_other_entry("upscale", sys.argv[1:])
-    main()
-
-
 if __name__ == "__main__":
-    cli()
+    run_command(main, "upscale")
