@@ -10,11 +10,18 @@ experiment driver need to tell them apart. A new entry point gets the same behav
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from solar.runs import exit_if_other_entry
 
 USER_ERROR = 2
+
+
+def exit_user_error(err: Exception) -> NoReturn:
+    """One ``error: ...`` line per problem (a ConfigError lists every one), then exit 2."""
+    for line in getattr(err, "errors", None) or [err.args[0] if err.args else str(err)]:
+        print(f"error: {line}", file=sys.stderr)
+    sys.exit(USER_ERROR)
 
 
 def raised_by_task(err: BaseException | None) -> bool:

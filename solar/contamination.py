@@ -6,28 +6,28 @@ neighbours -> target losses -> the Table 9 row (+ <target run>/eval/contaminatio
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from solar.cli import run_command
+from solar.cli import exit_user_error, run_command
 from solar.eval.contamination import benchmark_items, contamination, format_table9
 from solar.eval.h6 import check_data
+from solar.eval.options import contamination_options
 from solar.eval.tasks import BenchmarkDataError
-from solar.runs import MissingParentError, resolve_model, write_json
+from solar.runs import CONF_DIR, MissingParentError, resolve_model, write_json
 
 EXPECTED = (BenchmarkDataError, FileNotFoundError, KeyError, MissingParentError, ValueError)
 
 
-@hydra.main(config_path="../conf", config_name="contamination", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="contamination", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from solar.modeling import load_model, load_tokenizer
 
-    names = [cfg.benchmark] if isinstance(cfg.benchmark, str) else list(cfg.benchmark)
-    try:
+    try:  # every option and file check before either model loads
+        names = contamination_options(cfg)["benchmarks"]
         target_dir = resolve_model(str(cfg.target), cfg.paths.runs, cfg.scale.name)
         reference_dir = resolve_model(str(cfg.reference), cfg.paths.runs, cfg.scale.name)
         eval_cfg = {**OmegaConf.to_container(cfg.eval), "tasks": names,
@@ -38,8 +38,7 @@ def main(cfg: DictConfig) -> None:
                              "eval.data_dir=<folder> (layout of ../shared/data) or scale=tiny")
         items = {n: benchmark_items(n, data_dir, cfg.n, cfg.seed) for n in names}
     except EXPECTED as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        sys.exit(2)
+        exit_user_error(err)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models = {}
     for role, path in (("target", target_dir), ("reference", reference_dir)):

@@ -1,7 +1,8 @@
 """H6 evaluation: python -m solar.evaluate model=<run name | path | hub id> [scale=tiny] [eval.*=...]
 
 compose (conf/evaluate.yaml) -> resolve the model -> check the benchmark files -> lm-eval with the
-Open LLM Leaderboard v1 settings -> runs/<scale>/<name>/eval/h6.json + W&B + a printed table.
+Open LLM Leaderboard v1 settings -> runs/<scale>/<name>/eval/h6.json (other settings:
+eval/h6-<settings>.json, see solar/eval/results.py) + W&B + a printed table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from solar.cli import run_command
+from solar.cli import exit_user_error, run_command
 from solar.runs import CONF_DIR, MissingParentError, resolve_model, run_dir
 
 # expected bad input (solar.eval.tasks.BenchmarkDataError is a ValueError): one line, exit 2
@@ -47,17 +48,19 @@ def eval_dir(cfg: DictConfig, model_dir: str) -> tuple[str, Path]:
     return name, run_dir(cfg.paths.runs, cfg.scale.name, name) / "eval"
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    try:  # every option and file check before the model loads (or anything is written)
+        from solar.eval.h6 import check_data
+        from solar.eval.options import eval_options
+
+        opts = eval_options(cfg.eval)
         if not cfg.model.get("pretrained"):
             raise ValueError("set model=<run name | path | hub id> (the model to evaluate)")
         model_dir = resolve_model(str(cfg.model.pretrained), cfg.paths.runs, cfg.scale.name)
-        from solar.eval.h6 import check_data
-        check_data(cfg.eval, cfg.scale.world, cfg.paths.cache)   # before anything is written
+        check_data(opts, cfg.scale.world, cfg.paths.cache)
     except EXPECTED as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        sys.exit(2)
+        exit_user_error(err)
     import wandb
 
     from solar.loggers import wandb_mode
@@ -70,12 +73,10 @@ def main(cfg: DictConfig) -> None:
                          mode=wandb_mode(cfg.logger.get("mode", "auto")),
                          config=OmegaConf.to_container(cfg, resolve=True))
     try:
-        evaluate_h6(model_dir, cfg.eval, out_dir, cfg.scale.world, cfg.paths.cache,
-                    logger_run=run)
+        evaluate_h6(model_dir, opts, out_dir, cfg.scale.world, cfg.paths.cache, logger_run=run)
     finally:
         if run is not None:
             run.finish()
-    print(f"wrote {out_dir / 'h6.json'}")
 
 
 if __name__ == "__main__":

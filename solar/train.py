@@ -28,6 +28,9 @@ EXPECTED = (ConfigError, SchemaError, EmptySourceError, MissingParentError, File
 
 def train(cfg: DictConfig) -> Path:
     validate_train(cfg)
+    if cfg.get("eval"):  # eval=h6: its options and files fail now, not after the training
+        from solar.eval.options import check_eval
+        check_eval(cfg.eval, cfg.scale.world, cfg.paths.cache)
     run_dir, model_out = Path(cfg.run.dir), Path(cfg.run.dir) / "model"
     remove_stale(model_out)  # a killed export's temp dirs (a whole model each), at the start
     if model_out.exists() and not cfg.run.overwrite:

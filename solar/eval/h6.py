@@ -18,8 +18,10 @@ import torch
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
+from solar.eval.options import eval_options
+from solar.eval.results import FULL_FILE, deviations, save_result
 from solar.eval.tasks import BENCHMARKS, task_versions, write_task_yamls
-from solar.runs import git_sha, write_json
+from solar.runs import git_sha
 
 
 def benchmark_scores(results: dict, tasks: list[str], metrics: dict[str, str]) -> dict[str, float]:
@@ -108,32 +110,38 @@ def check_data(eval_cfg, scale_world: str, cache_dir) -> str | None:
 
 def evaluate_h6(model_dir: str, eval_cfg, out_dir: str | os.PathLike, scale_world: str,
                 cache_dir: str | os.PathLike, logger_run=None) -> dict:
-    """Load ``model_dir`` once, run H6 with ``eval_cfg`` (conf/eval/h6.yaml), write ``h6.json``.
+    """Load ``model_dir`` once, run H6 with ``eval_cfg`` (conf/eval/h6.yaml), write the result.
 
-    ``scale_world`` 'tiny' with no ``data_dir`` evaluates on the tiny world's generated benchmarks.
-    ``logger_run``: a W&B run to log the numbers to (the caller owns and finishes it).
+    Full leaderboard settings write ``<out_dir>/h6.json``, any other settings a file named after
+    them (solar/eval/results.py). ``scale_world`` 'tiny' with no ``data_dir`` evaluates on the
+    tiny world's generated benchmarks. ``logger_run``: a W&B run to log the numbers to (the caller
+    owns and finishes it).
     """
     from solar.modeling import load_model, load_tokenizer
 
-    data_dir = check_data(eval_cfg, scale_world, cache_dir)  # fails before the slow model load
-    tasks = list(eval_cfg.get("tasks") or BENCHMARKS)
-    num_fewshot = dict(eval_cfg.get("num_fewshot") or {})
-    dtype = getattr(torch, eval_cfg.get("dtype", "float32"))
-    trust = bool(eval_cfg.get("trust_remote_code", False))
-    model = load_model(model_dir, dtype=dtype, trust_remote_code=trust)
-    device = eval_cfg.get("device", "auto")
+    opts = eval_options(eval_cfg)                        # option and data errors fail here,
+    data_dir = check_data(opts, scale_world, cache_dir)  # before the slow model load
+    trust = bool(opts.get("trust_remote_code", False))
+    model = load_model(model_dir, dtype=getattr(torch, opts.get("dtype", "float32")),
+                       trust_remote_code=trust)
+    device = opts.get("device", "auto")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model.to(device).eval()
     tokenizer = load_tokenizer(model_dir, cache_dir, trust_remote_code=trust)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg.get("batch_size", 8))
-    result = run_h6(lm, tasks, num_fewshot=num_fewshot, data_dir=data_dir,
-                    limit=eval_cfg.get("limit"), gsm8k_filter=eval_cfg.get("gsm8k_filter",
-                                                                           "strict-match"))
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=opts.get("batch_size", 8))
+    result = run_h6(lm, opts["tasks"], num_fewshot=dict(opts.get("num_fewshot") or {}),
+                    data_dir=data_dir, limit=opts.get("limit"),
+                    gsm8k_filter=opts.get("gsm8k_filter", "strict-match"))
     result["model"] = str(model_dir)
-    write_json(Path(out_dir) / "h6.json", result)
+    path = save_result(out_dir, result)
     if logger_run is not None:
         logger_run.log({f"eval/{n}": v for n, v in result["scores"].items()}
                        | ({"eval/h6": result["h6"]} if result["h6"] is not None else {}))
-        logger_run.summary.update({"eval/h6.json": result})
+        logger_run.summary.update({f"eval/{path.name}": result})
     print(format_table(result["scores"], result["h6"]))
+    if path.name == FULL_FILE:
+        print(f"wrote {path}")
+    else:
+        print(f"wrote {path}: a partial evaluation ({', '.join(deviations(result))} differ from "
+              f"the leaderboard settings); {FULL_FILE} holds only full-settings results")
     return result

@@ -89,10 +89,21 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _check_shots(path: Path, n_rows: int, shots: int, what: str) -> None:
+def _check_shots(path: Path, n_rows: int, shots: int, what: str, task: str) -> None:
     if n_rows < shots:
         raise BenchmarkDataError(f"{path} has {n_rows} few-shot rows{what}, {shots}-shot needs "
-                                 f"at least {shots}")
+                                 f"at least {shots} (add rows, or lower eval.num_fewshot.{task})")
+
+
+def _require_shot_file(path: Path, task: str, shots: int) -> None:
+    """A missing few-shot split: say what it is for and both ways on (a user may well hold only
+    the evaluation split, e.g. Winogrande's validation)."""
+    if not path.is_file():
+        raise BenchmarkDataError(
+            f"missing {path}: the few-shot rows of {task} ({shots}-shot); add that split there "
+            f"(hub schema), or set eval.num_fewshot.{task}=0 to run {task} 0-shot: not the "
+            "leaderboard setting (lower scores), so the result is written as a partial "
+            "evaluation (eval/h6-<settings>.json), not eval/h6.json")
 
 
 def _write_yaml(path: Path, cfg: dict) -> Path:
@@ -137,9 +148,11 @@ def write_task_yamls(out_dir: str | os.PathLike, tasks: list[str], num_fewshot: 
             files = {}
             for split in splits:
                 path = folder / f"{split}.jsonl"
+                if split == bench.shot_split:
+                    _require_shot_file(path, name, shots)
                 rows = read_rows(path, bench.columns)
                 if split == bench.shot_split:
-                    _check_shots(path, len(rows), shots, "")
+                    _check_shots(path, len(rows), shots, "", name)
                 files[split] = str(path.resolve())
             cfg.update(_local_fields(files, null_splits))
         plans[name] = [(name, cfg)]
@@ -158,6 +171,8 @@ def _mmlu_plan(out_dir: Path, bench: Benchmark, shots: int, data_dir, mmlu_files
                                "num_fewshot": shots}) for s in sorted(known)]
     folder = Path(data_dir) / bench.directory
     by_split: dict[str, dict[str, list[dict]]] = {}
+    if shots:
+        _require_shot_file(folder / f"{bench.shot_split}.jsonl", "mmlu", shots)
     for split in (bench.eval_split, bench.shot_split):
         groups = defaultdict(list)
         for row in read_rows(folder / f"{split}.jsonl", bench.columns):
@@ -169,7 +184,8 @@ def _mmlu_plan(out_dir: Path, bench: Benchmark, shots: int, data_dir, mmlu_files
             raise BenchmarkDataError(f"{folder / 'test.jsonl'}: subject '{subject}' is not one of "
                                      f"lm-eval's 57 MMLU subjects")
         shot_rows = by_split[bench.shot_split].get(subject, [])
-        _check_shots(folder / "dev.jsonl", len(shot_rows), shots, f" for subject '{subject}'")
+        _check_shots(folder / "dev.jsonl", len(shot_rows), shots, f" for subject '{subject}'",
+                     "mmlu")
         files = {}
         for split, rows in ((bench.eval_split, by_split[bench.eval_split][subject]),
                             (bench.shot_split, shot_rows)):
