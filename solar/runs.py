@@ -163,9 +163,10 @@ def remove_stale(final: str | os.PathLike) -> list[Path]:
     """Remove the ``.tmp-<name>-*`` / ``.old-<name>-*`` dirs beside ``final`` that are older than
     this process (debris of a killed run, up to a whole model each), with a one-line notice."""
     final = Path(final)
-    stale = [p for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*")
-             for p in sorted(final.parent.glob(pattern))
-             if p.is_dir() and p.stat().st_mtime < PROCESS_START]
+    # exactly atomic_dir's names: `.tmp-out-b-<hex>` belongs to run `out-b`, not to `out`
+    ours = re.compile(rf"\.(tmp|old)-{re.escape(final.name)}-[0-9a-f]{{8}}")
+    stale = [p for kind in ("tmp", "old") for p in sorted(final.parent.glob(f".{kind}-*"))
+             if ours.fullmatch(p.name) and p.is_dir() and p.stat().st_mtime < PROCESS_START]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     if stale:

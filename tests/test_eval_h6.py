@@ -17,7 +17,8 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's own loader of its task YAMLs
 
 from solar.eval.h6 import benchmark_scores, h6_score, metric_keys, run_h6
-from solar.eval.tasks import LM_EVAL_TASKS, BenchmarkDataError, write_task_yamls
+from solar.eval.results import result_file, save_result
+from solar.eval.tasks import BENCHMARKS, LM_EVAL_TASKS, BenchmarkDataError, write_task_yamls
 from solar.modeling import load_model, load_tokenizer
 
 ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
@@ -170,17 +171,57 @@ def _cli(*args, cwd):
                           text=True, cwd=cwd)
 
 
-def test_cli_tiny_world_writes_h6_json(checkpoint, tmp_path, cache_dir):
+def test_cli_partial_evaluation_leaves_the_full_h6_json_untouched(checkpoint, tmp_path,
+                                                                   cache_dir):
     runs = tmp_path / "runs"
     shutil.copytree(checkpoint, runs / "tiny" / "rand" / "model")
+    full = runs / "tiny" / "rand" / "eval" / "h6.json"
+    full.parent.mkdir()
+    full.write_text('{"h6": 61.5, "full": true}\n')   # a full six-task result from before
     res = _cli("model=rand", "scale=tiny", f"paths.runs={runs}", "eval.limit=2",
                "eval.tasks=[arc_challenge,mmlu,winogrande]", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads((runs / "tiny" / "rand" / "eval" / "h6.json").read_text())
+    assert full.read_text() == '{"h6": 61.5, "full": true}\n'
+    partial = full.with_name("h6-arc_challenge+mmlu+winogrande-limit2.json")
+    out = json.loads(partial.read_text())
     assert set(out["scores"]) == {"arc_challenge", "mmlu", "winogrande"} and out["h6"] is None
+    assert out["full"] is False and out["evaluated_at"]
     assert out["limit"] == 2 and out["n_shot"]["arc_challenge"] == 25 and out["git_sha"]
     assert out["model"].endswith("rand/model") and "tiny_world" in out["data_dir"]
     assert "ARC" in res.stdout and "Winogrande" in res.stdout
+    assert f"wrote {partial}: a partial evaluation" in res.stdout
+
+
+def _result(scores, limit=None, n_shot=None, gsm8k="exact_match,strict-match"):
+    shots = {t: BENCHMARKS[t].num_fewshot for t in scores} | (n_shot or {})
+    return {"scores": scores, "h6": 100 * fmean(scores.values()), "limit": limit,
+            "n_shot": shots, "metrics": {"gsm8k": gsm8k} if "gsm8k" in scores else {},
+            "model": "m", "git_sha": "abc"}
+
+
+def test_only_full_settings_reach_h6_json_and_history_keeps_the_old_scores(tmp_path):
+    six = {t: 0.5 for t in BENCHMARKS}
+    names = {
+        "h6.json": _result(six),
+        "h6-arc_challenge-limit4.json": _result({"arc_challenge": 0.3}, limit=4),
+        "h6-winogrande0shot.json": _result(six, n_shot={"winogrande": 0}),
+        "h6-limit0.1.json": _result(six, limit=0.1),
+        "h6-flexible-extract.json": _result(six, gsm8k="exact_match,flexible-extract"),
+    }
+    for name, result in names.items():
+        assert result_file(result) == name
+    first = save_result(tmp_path, _result(six))
+    for name, result in names.items():   # partial results never touch h6.json
+        if name != "h6.json":
+            assert save_result(tmp_path, result).name == name
+    assert json.loads(first.read_text())["scores"] == six
+    second = save_result(tmp_path, _result({t: 0.75 for t in BENCHMARKS}))
+    third = save_result(tmp_path, _result({t: 0.25 for t in BENCHMARKS}))
+    assert first == second == third
+    out = json.loads(third.read_text())
+    assert out["full"] is True and out["h6"] == 25.0
+    assert [h["h6"] for h in out["history"]] == [75.0, 50.0]   # newest first, nothing lost
+    assert out["history"][0]["scores"]["gsm8k"] == 0.75 and out["history"][0]["evaluated_at"]
 
 
 def test_cli_bad_model_path_is_a_clear_error(tmp_path):
