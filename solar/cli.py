@@ -9,6 +9,7 @@ experiment driver need to tell them apart. A new entry point gets the same behav
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, NoReturn
 
@@ -24,16 +25,30 @@ def exit_user_error(err: Exception) -> NoReturn:
     sys.exit(USER_ERROR)
 
 
-def raised_by_task(err: BaseException | None) -> bool:
-    """Whether ``err`` came out of the task function, i.e. after composition succeeded: Hydra
-    runs the task inside ``hydra.core.utils.run_job`` (the frame its own error report looks for)."""
-    tb = err.__traceback__ if err is not None else None
+def _codes(tb):
     while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name == "run_job" and "hydra" in code.co_filename:
-            return True
+        yield tb.tb_frame.f_code
         tb = tb.tb_next
-    return False
+
+
+def _hydra(code, function: str) -> bool:
+    return code.co_name == function and f"{os.sep}hydra{os.sep}" in code.co_filename
+
+
+def composition_error(stop: SystemExit) -> bool:
+    """Whether ``stop`` is Hydra reporting an error that did not come out of the task function.
+
+    Hydra's ``run_and_report`` prints an exception and calls sys.exit(1) while handling it (that
+    exception is the SystemExit's ``__context__``); the task runs inside ``run_job``, so an
+    exception that never passed through ``run_job`` is Hydra's own: the command line did not
+    compose. A task's own sys.exit is left alone.
+    """
+    if stop.code != 1 or stop.__context__ is None:
+        return False
+    raised_at = list(_codes(stop.__traceback__))
+    if not raised_at or not _hydra(raised_at[-1], "run_and_report"):
+        return False
+    return not any(_hydra(c, "run_job") for c in _codes(stop.__context__.__traceback__))
 
 
 def run_command(main: Callable[[], None], entry: str) -> None:
@@ -43,9 +58,6 @@ def run_command(main: Callable[[], None], entry: str) -> None:
     try:
         main()
     except SystemExit as stop:
-        # Hydra reports an exception and calls sys.exit(1) while handling it: that exception is
-        # the SystemExit's __context__. Not from the task: the command line did not compose.
-        if stop.code == 1 and stop.__context__ is not None and \
-                not raised_by_task(stop.__context__):
+        if composition_error(stop):
             sys.exit(USER_ERROR)
         raise

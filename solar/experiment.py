@@ -16,6 +16,7 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from solar.cli import run_command
 from solar.config import ConfigError, validate_train
 from solar.pipeline import plan as plans
 from solar.pipeline.graph import GraphBuilder, GraphError, load_experiment, topological
@@ -112,4 +113,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "experiment")   # composition errors exit 2, as every entry point

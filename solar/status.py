@@ -9,6 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from solar.cli import run_command
 from solar.pipeline import plan as plans
 from solar.runs import CONF_DIR
 
@@ -40,4 +41,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "status")   # composition errors exit 2, as every entry point

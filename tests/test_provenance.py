@@ -130,7 +130,9 @@ ENTRY_TYPOS = {"train": ["+ablation=sft_v3", "trainer.max_stepz=3"],
                "merge": ["+merge=average", "merge.wieghts=[1,1]"],
                "upscale": ["scale=huge"],
                "evaluate": ["eval.limt=3"],
-               "contamination": ["n=[1"]}
+               "contamination": ["n=[1"],
+               "experiment": ["experiment=table3", "dry_rn=true"],
+               "status": ["experiment=table3", "scale=huge"]}
 
 
 @pytest.mark.parametrize("entry", list(ENTRY_TYPOS))
