@@ -17,7 +17,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's own loader of its task YAMLs
 
 from solar.eval.h6 import benchmark_scores, h6_score, metric_keys, run_h6
-from solar.eval.results import result_file, save_result
+from solar.eval.results import is_full, result_file, save_result
 from solar.eval.tasks import BENCHMARKS, LM_EVAL_TASKS, BenchmarkDataError, write_task_yamls
 from solar.modeling import load_model, load_tokenizer
 
@@ -209,7 +209,7 @@ def test_only_full_settings_reach_h6_json_and_history_keeps_the_old_scores(tmp_p
         "h6-flexible-extract.json": _result(six, gsm8k="exact_match,flexible-extract"),
     }
     for name, result in names.items():
-        assert result_file(result) == name
+        assert result_file(result) == name and is_full(result) == (name == "h6.json")
     first = save_result(tmp_path, _result(six))
     for name, result in names.items():   # partial results never touch h6.json
         if name != "h6.json":

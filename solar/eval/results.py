@@ -36,6 +36,12 @@ def deviations(result: dict) -> list[str]:
     return parts
 
 
+def is_full(result: dict) -> bool:
+    """For readers (the tables): judged from the settings recorded in the result itself, so an
+    ``h6.json`` written before partial results had their own files is judged correctly too."""
+    return not deviations(result)
+
+
 def result_file(result: dict) -> str:
     parts = deviations(result)
     return FULL_FILE if not parts else "h6-" + "-".join(parts) + ".json"
@@ -44,7 +50,7 @@ def result_file(result: dict) -> str:
 def save_result(out_dir: str | Path, result: dict) -> Path:
     """Write ``result`` (adding ``full`` and ``evaluated_at``) to its file; return the path."""
     path = Path(out_dir) / result_file(result)
-    result = {**result, "full": path.name == FULL_FILE,
+    result = {**result, "full": is_full(result),
               "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if result["full"] and path.is_file():
         previous = json.loads(path.read_text())
