@@ -132,14 +132,16 @@ ENTRY_TYPOS = {"train": ["+ablation=sft_v3", "trainer.max_stepz=3"],
                "evaluate": ["eval.limt=3"],
                "contamination": ["n=[1"],
                "experiment": ["experiment=table3", "dry_rn=true"],
-               "status": ["experiment=table3", "scale=huge"]}
+               "status": ["experiment=table3", "scale=huge"],
+               "report": ["tabel=3"]}
 
 
 @pytest.mark.parametrize("entry", list(ENTRY_TYPOS))
 def test_hydra_composition_errors_exit_2(entry, tmp_path, monkeypatch, capsys):
     # in this process (each entry point's own run_command call, as under `python -m`): the
     # heavy imports of train / contamination are paid once per test session, not per case
-    module = __import__(f"solar.{entry}", fromlist=["main"])
+    module = __import__(f"solar.{entry}" + (".__main__" if entry == "report" else ""),
+                        fromlist=["main"])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [f"solar.{entry}", *ENTRY_TYPOS[entry]])
     with pytest.raises(SystemExit) as stop:

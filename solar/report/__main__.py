@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from solar.cli import run_command
 from solar.report.paper import family, parse_tables
 from solar.report.tables import build_table, render_markdown, write_table
 from solar.runs import CONF_DIR, run_dir
@@ -69,4 +70,4 @@ def log_to_wandb(cfg: DictConfig, tables, pngs, out_dir) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "report")   # composition errors exit 2, as every entry point
