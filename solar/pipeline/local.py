@@ -20,6 +20,7 @@ def run_local(order: list[Node], log_dir: Path,
     """Run every node not done; returns node -> done | failed | cancelled | skipped."""
     states: dict[str, str] = {}
     todo = [n for n in order if not n.done]
+    log_dir.mkdir(parents=True, exist_ok=True)
     for node in order:
         if node.done:
             states[node.name] = "skipped"
