@@ -13,8 +13,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from solar.cli import run_command
-from solar.runs import (CONF_DIR, MissingParentError, atomic_dir, refuse_other_entry,
-                        resolve_model, write_lineage)
+from solar.config import validate_merge
+from solar.runs import (CONF_DIR, RUN_FILE, MissingParentError, atomic_dir, plan_run,
+                        refuse_other_entry, resolve_model, run_record, write_json, write_lineage)
 from solar.weights.checkpoint import CheckpointError
 
 EXPECTED = (CheckpointError, MissingParentError, FileExistsError, FileNotFoundError, ValueError)
@@ -34,10 +35,19 @@ def run(cfg: DictConfig) -> Path:
                          + ("the base model its task vectors are relative to "
                             "(merge.base=<run name | path | hub id>)" if missing[0] == "base"
                             else "the models to merge (merge.models=[<run>, <run>])"))
+    validate_merge(cfg)
     spec = OmegaConf.to_container(cfg.merge, resolve=True)
-    models, base = list(spec["models"]), spec.get("base")
+    # a single name or weight is a one-element list (list("cand_1") would be its letters)
+    models = [spec["models"]] if isinstance(spec["models"], str) else list(spec["models"])
+    if spec.get("weights") is not None and not isinstance(spec["weights"], list):
+        spec["weights"] = [spec["weights"]]
+    base = spec.get("base")
     validate(spec["method"], len(models), spec.get("weights"), spec.get("normalize", True),
              base is not None)  # config errors before any input is resolved
+    plan = plan_run(cfg.run.dir, cfg, overwrite=bool(cfg.run.overwrite))
+    if plan == "finished":  # same inputs and settings: nothing to redo (a merge is deterministic)
+        print(f"{cfg.run.dir} is merged already with these settings (run.overwrite=true redoes it)")
+        return Path(cfg.run.dir)
 
     def local(ref):
         return local_checkpoint(resolve_model(str(ref), cfg.paths.runs, cfg.scale.name))
@@ -45,7 +55,8 @@ def run(cfg: DictConfig) -> Path:
     dirs = [local(m) for m in models]
     base_dir = local(base) if base is not None else None
     params = {k: v for k, v in spec.items() if k not in NOT_PARAMS}
-    with atomic_dir(cfg.run.dir, overwrite=bool(cfg.run.overwrite)) as tmp:
+    with atomic_dir(cfg.run.dir, overwrite=plan != "new") as tmp:
+        write_json(tmp / RUN_FILE, run_record(cfg))
         (tmp / "model").mkdir()
         info = merge_checkpoints(dirs, tmp / "model", method=spec["method"],
                                  weights=spec.get("weights"), params=params, base_dir=base_dir,

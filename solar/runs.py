@@ -8,6 +8,7 @@ run name (``sft_v3``), by path, or by hub id; ``resolve_model`` turns any of tho
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -112,6 +113,15 @@ def has_weights(path: Path) -> bool:
     return any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
 
 
+def verified(model_dir: Path) -> str:
+    """``model_dir`` once its safetensors headers fit their files: a truncated or corrupt parent
+    fails here with the file's name (CheckpointError, a ValueError), not deep inside a load."""
+    from solar.weights.checkpoint import Checkpoint
+
+    Checkpoint(model_dir)  # headers only: no tensor is read
+    return str(model_dir)
+
+
 def resolve_model(ref: str, runs_root: str | os.PathLike, scale: str) -> str:
     """Resolve a run name, a checkpoint path or a hub id to a ``from_pretrained`` argument.
 
@@ -125,12 +135,12 @@ def resolve_model(ref: str, runs_root: str | os.PathLike, scale: str) -> str:
                 f"model path {model_dir} has no config.json + *.safetensors weights; "
                 "point at a Hugging Face checkpoint directory (or a run directory holding model/)"
             )
-        return str(model_dir)
+        return verified(model_dir)
     rdir = run_dir(runs_root, scale, ref)
     if rdir.is_dir() or "/" not in ref:
         model_dir = rdir / "model"
         if model_dir.is_dir() and has_weights(model_dir):
-            return str(model_dir)
+            return verified(model_dir)
         state = "has no finished model/" if rdir.is_dir() else "does not exist"
         raise MissingParentError(
             f"parent run '{ref}' ({rdir}) {state}; produce it first with:\n"
@@ -247,3 +257,197 @@ def refuse_other_entry(ablation_name: str | None, entry: str) -> None:
     if kind is not None and kind != entry:
         raise ValueError(f"ablation '{ablation_name}' is not run by solar.{entry}; run:\n"
                          f"    python -m solar.{kind} +ablation={ablation_name}")
+
+
+# -- Run identity: the settings that determine a run's result --------------------------------------
+# Keys that do not change what a run computes: where things go, how progress is shown, what is
+# logged or evaluated afterwards, and the interval of checkpoints (resume gives the same numbers
+# whatever it is). Everything else (data, model, objective, trainer, seed, merge, upscale) counts.
+NOT_RESULT = ("run", "paths", "logger", "eval", "hydra", "ablation_name", "ablation_family",
+              "output", "upscale.progress", "upscale.shard_size", "trainer.enable_progress_bar",
+              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps")
+RUN_FILE = "run.json"          # {fingerprint, settings}: written when a run directory is created
+RESUME_FILE = "resume.json"    # per stage: {starts, restarts, resumed_at_steps, wandb_ids}
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used as asked (other settings, read-only root)."""
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def fingerprint_settings(cfg) -> dict:
+    """The result-determining settings of a config (DictConfig or plain dict) as flat keys."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat = _flatten(cfg)
+    return {k: v for k, v in flat.items()
+            if not any(k == n or k.startswith(n + ".") for n in NOT_RESULT)}
+
+
+def _digest(settings: dict) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprint(cfg) -> str:
+    """SHA-256 (16 hex) of ``fingerprint_settings(cfg)``: equal fingerprints, equal results."""
+    return _digest(fingerprint_settings(cfg))
+
+
+def stored_settings(run_dir: str | os.PathLike) -> dict | None:
+    """The settings a run directory was made with: ``run.json``, else (runs made before it
+    existed) its ``config.yaml``; None for a directory that holds no run."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_FILE).is_file():
+        return json.loads((run_dir / RUN_FILE).read_text())["settings"]
+    if (run_dir / "config.yaml").is_file():
+        return fingerprint_settings(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    return None
+
+
+def stored_fingerprint(run_dir: str | os.PathLike) -> str | None:
+    """The fingerprint of the run in ``run_dir`` (None if there is none): compare it with
+    ``fingerprint(cfg)`` to know whether a finished run is the one a config asks for."""
+    settings = stored_settings(run_dir)
+    return None if settings is None else _digest(settings)
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    model = Path(run_dir) / "model"
+    return model.is_dir() and has_weights(model)
+
+
+def check_writable(path: str | os.PathLike, key: str = "paths.runs") -> None:
+    """Fail with one line when ``path`` (or the directory that would hold it) is not writable.
+
+    Probed by creating a file, not with os.access: as root, access() says yes to a chmod 555 dir
+    (and writing there works), while a read-only mount refuses even root.
+    """
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"`{key}`: {existing} is a file, not a directory")
+    try:
+        probe = existing / f".solar-write-probe-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"`{key}`: {existing} is read-only ({err.strerror}); point "
+                          f"{key}=<a writable directory>") from None
+
+
+def plan_run(run_dir: str | os.PathLike, cfg, *, overwrite: bool) -> str:
+    """What to do with ``run_dir`` for ``cfg``, decided before anything is loaded or written.
+
+    'new' (nothing there), 'overwrite' (start over; the old run is moved aside by start_run),
+    'resume' (same settings, unfinished), 'finished' (same settings, model/ exists). A run made
+    with other settings refuses, listing the keys that differ and the two ways out.
+    """
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    stored = stored_settings(run_dir)
+    if stored is None:
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+            raise RunDirError(f"{run_dir} exists but holds no run (no {RUN_FILE} or config.yaml); "
+                              "set run.name=<another name> or run.overwrite=true to replace it")
+        return "overwrite" if run_dir.exists() else "new"
+    if overwrite:
+        if os.environ.get("SLURM_JOB_ID") and _run_record(run_dir).get(
+                "slurm_job_id") == os.environ["SLURM_JOB_ID"]:
+            # a requeued job reruns its command line: overwrite=true must not wipe its own progress
+            print(f"run.overwrite=true: {run_dir} was started by this Slurm job "
+                  f"({os.environ['SLURM_JOB_ID']}), resuming it")
+        else:
+            return "overwrite"
+    current = fingerprint_settings(cfg)
+    differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if differ:
+        shown = "\n".join(f"    {k}: {stored.get(k, '<unset>')!r} -> {current.get(k, '<unset>')!r}"
+                          for k in differ[:20])
+        more = f"\n    ... and {len(differ) - 20} more" if len(differ) > 20 else ""
+        raise RunDirError(
+            f"{run_dir} was made with other settings ({len(differ)} key(s) differ):\n{shown}{more}\n"
+            f"  keep it and start a new run: add run.name=<new name>\n"
+            f"  or start this one over:      add run.overwrite=true")
+    return "finished" if is_finished(run_dir) else "resume"
+
+
+def _run_record(run_dir: Path) -> dict:
+    path = run_dir / RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_record(cfg) -> dict:
+    """The content of ``run.json`` for ``cfg``."""
+    return {"fingerprint": fingerprint(cfg), "settings": fingerprint_settings(cfg),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def replaced_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    run_dir = Path(run_dir)
+    return sorted(run_dir.parent.glob(f".replaced-{run_dir.name}-*"))
+
+
+def start_run(run_dir: str | os.PathLike, cfg, plan: str) -> Path | None:
+    """Create (or reuse) the run directory for ``plan`` and record ``run.json``.
+
+    'overwrite' renames the old run aside to ``.replaced-<name>-<id>`` (one rename: checkpoints,
+    metrics and model go together); ``discard_replaced`` deletes it once the new run has written a
+    checkpoint, ``undo_start`` puts it back if the new run fails before that. Returns the
+    topmost directory this call created (None when it created nothing).
+    """
+    run_dir = Path(run_dir)
+    if plan == "overwrite" and run_dir.exists():
+        aside = run_dir.parent / f".replaced-{run_dir.name}-{uuid.uuid4().hex[:8]}"
+        run_dir.rename(aside)
+        print(f"run.overwrite=true: the previous run is kept at {aside} until this one writes "
+              "its first checkpoint")
+    created = run_dir.absolute()
+    while not created.parent.exists():
+        created = created.parent
+    created = None if run_dir.exists() else created
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if plan != "resume" or not (run_dir / RUN_FILE).is_file():
+        write_json(run_dir / RUN_FILE, run_record(cfg))
+    return created
+
+
+def undo_start(run_dir: str | os.PathLike, created: Path | None) -> None:
+    """After a failure before the first checkpoint: remove what start_run created and put a
+    replaced run back, so a bad command leaves the runs root as it was."""
+    run_dir = Path(run_dir)
+    if created is None or any(run_dir.glob("**/*.ckpt")) or (run_dir / "model").exists():
+        return
+    shutil.rmtree(created, ignore_errors=True)
+    aside = replaced_dirs(run_dir)
+    if aside and not run_dir.exists():
+        aside[-1].rename(run_dir)
+
+
+def discard_replaced(run_dir: str | os.PathLike) -> None:
+    """The new run has a checkpoint: the run it replaced can go."""
+    for old in replaced_dirs(run_dir):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resume_record(stage_dir: str | os.PathLike) -> dict:
+    path = Path(stage_dir) / RESUME_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    return {"starts": 0, "restarts": 0, "resumed_at_steps": [], "wandb_ids": {}, **record}
+
+
+def update_resume_record(stage_dir: str | os.PathLike, **changes) -> dict:
+    record = {**resume_record(stage_dir), **changes}
+    write_json(Path(stage_dir) / RESUME_FILE, record)
+    return record

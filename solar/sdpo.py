@@ -63,12 +63,19 @@ def step_order(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer
     return order
 
 
-def run_sdpo(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer) -> Path:
+def prepare_sdpo_data(cfg: DictConfig, tokenizer) -> list:
+    """Every step's data, loaded before the run directory exists (data errors leave nothing)."""
+    datas = [build_data(cfg, step_sources(cfg, s), tokenizer) for s in cfg.objective.steps]
+    for data in datas:
+        data.setup()
+    return datas
+
+
+def run_sdpo(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer,
+             datas: list | None = None) -> Path:
     """Run (or resume) every step; return the published final model directory."""
     steps = list(cfg.objective.steps)
-    datas = [build_data(cfg, step_sources(cfg, s), tokenizer) for s in steps]
-    for data in datas:  # data errors surface before any step trains
-        data.setup()
+    datas = datas or prepare_sdpo_data(cfg, tokenizer)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     parent, parent_name = pretrained, cfg.model.pretrained or "init:" + cfg.model.name

@@ -17,12 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from solar.data.datamodule import SolarDataModule
 from solar.data.pairs import PreferenceDataModule
+from solar.csv_metrics import MetricsResume
 from solar.loggers import make_logger
 from solar.objectives.cpt import CPTModule
 from solar.objectives.dpo import DPOModule
 from solar.objectives.reference import fingerprint
 from solar.objectives.sft import SFTModule
-from solar.runs import atomic_dir, git_sha, write_json, write_lineage
+from solar.runs import (atomic_dir, discard_replaced, git_sha, resume_record,
+                        update_resume_record, write_json, write_lineage)
 
 OBJECTIVES = {"sft": SFTModule, "cpt": CPTModule, "dpo": DPOModule, "sdpo": DPOModule}
 
@@ -66,9 +68,22 @@ def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: 
 
 @contextlib.contextmanager
 def stage_logger(cfg: DictConfig, stage_dir: Path, name: str):
-    """The stage's experiment logger (W&B run in the ablation's group, or CSV), always closed."""
+    """The stage's experiment logger (W&B run in the ablation's group, or CSV), always closed.
+
+    The W&B run id of ``name`` is kept in the stage's resume.json, so a resumed or requeued job
+    continues the same W&B run instead of starting another."""
+    run_id = None
+    if cfg.logger.name == "wandb":
+        import wandb
+
+        ids = resume_record(stage_dir)["wandb_ids"]
+        run_id = ids.get(name) or wandb.util.generate_id()
+        if name not in ids:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            update_resume_record(stage_dir, wandb_ids={**ids, name: run_id})
     logger = make_logger(cfg.logger, run_dir=stage_dir, name=name, group=cfg.run.family,
-                         job_type=cfg.run.stage, config=OmegaConf.to_container(cfg, resolve=True))
+                         job_type=cfg.run.stage, config=OmegaConf.to_container(cfg, resolve=True),
+                         run_id=run_id)
     try:
         yield logger
     finally:
@@ -91,11 +106,21 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=
                            tr.checkpoint_every_n_steps, save_top_k=-1, save_last=True,
                            filename="step{step}", auto_insert_metric_name=False)
+    def on_start(step: int) -> None:  # after the checkpoint is restored (step 0: none was)
+        if trainer.is_global_zero:  # every start after the first is a restart (kill, requeue)
+            record = resume_record(stage_dir)
+            update_resume_record(stage_dir, starts=record["starts"] + 1,
+                                 restarts=record["starts"],
+                                 resumed_at_steps=record["resumed_at_steps"] + [step] * (
+                                     record["starts"] > 0))
+
+    resume_cb = MetricsResume(on_start, lambda: trainer.is_global_zero and
+                              discard_replaced(cfg.run.dir))
     has_val = len(data.val_rows) > 0
     trainer = L.Trainer(
         max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
         devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy, precision=tr.precision,
-        log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt],
+        log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
         enable_progress_bar=tr.enable_progress_bar,
         val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
         limit_val_batches=None if has_val else 0, check_val_every_n_epoch=None,
@@ -117,7 +142,9 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
             # without its lineage.json; the stage dir keeps a copy, where the run layout has it.
             lineage = write_lineage(tmp, method=cfg.objective.name, parents=parents,
                                     params=OmegaConf.to_container(cfg.objective, resolve=True),
-                                    data=data.report, **(extra_lineage or {}))
+                                    data=data.report, **(extra_lineage or {}),
+                                    **{k: resume_record(stage_dir)[k]
+                                       for k in ("restarts", "resumed_at_steps")})
             write_json(stage_dir / "lineage.json", lineage)
         print(f"model: {model_out}")
     return model_out

@@ -14,8 +14,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from solar.cli import run_command
-from solar.runs import (CONF_DIR, MissingParentError, atomic_dir, refuse_other_entry,
-                        resolve_model, write_lineage)
+from solar.config import validate_upscale
+from solar.runs import (CONF_DIR, RUN_FILE, MissingParentError, atomic_dir, plan_run,
+                        refuse_other_entry, resolve_model, run_record, write_json, write_lineage)
 from solar.weights.checkpoint import CheckpointError
 
 EXPECTED = (CheckpointError, MissingParentError, FileExistsError, FileNotFoundError, ValueError)
@@ -41,8 +42,15 @@ def run(cfg: DictConfig) -> Path:
     refuse_other_entry(cfg.get("ablation_name"), "upscale")
     if cfg.model.get("trust_remote_code"):
         raise ValueError("`model.trust_remote_code` is not needed by DUS (weights are copied)")
+    validate_upscale(cfg)
+    plan = plan_run(cfg.run.dir, cfg, overwrite=bool(cfg.run.overwrite))
+    if plan == "finished":  # same input and settings: the copy would be byte for byte the same
+        print(f"{cfg.run.dir} is up-scaled already with these settings (run.overwrite=true "
+              "redoes it)")
+        return Path(cfg.run.dir)
     src, parent = source_dir(cfg)
-    with atomic_dir(cfg.run.dir, overwrite=bool(cfg.run.overwrite)) as tmp:
+    with atomic_dir(cfg.run.dir, overwrite=plan != "new") as tmp:
+        write_json(tmp / RUN_FILE, run_record(cfg))
         (tmp / "model").mkdir()
         info = upscale_checkpoint(src, tmp / "model", m=cfg.upscale.m, layers=cfg.upscale.layers,
                                   max_shard_bytes=cfg.upscale.shard_size,

@@ -16,29 +16,10 @@ import datasets
 
 from solar.data import tiny
 from solar.data.filters import table8_task
+from solar.data.schemas import (PREFERENCE_SCHEMAS, SCHEMAS, EmptySourceError,  # noqa: F401
+                                 SchemaError)
 
-# schema -> the hub columns a loader needs (extra columns are ignored)
-SCHEMAS: dict[str, list[str]] = {
-    "alpaca_gpt4": ["instruction", "input", "output"],
-    "openorca": ["id", "system_prompt", "question", "response"],
-    "metamathqa": ["query", "response", "type", "original_question"],
-    "text": ["text"],
-    # preference data (solar/data/preference.py)
-    "orca_dpo_pairs": ["system", "question", "chosen", "rejected"],
-    "ultrafeedback": ["chosen", "rejected"],
-    "competition_math": ["problem", "solution"],
-    "synth_math_alignment": [],  # a join of a metamathqa and a competition_math part
-}
-PREFERENCE_SCHEMAS = ("orca_dpo_pairs", "ultrafeedback", "synth_math_alignment")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class SchemaError(ValueError):
-    """A source lacks a column of its hub schema."""
-
-
-class EmptySourceError(ValueError):
-    """A source (or the whole mixture) has no rows left after filtering."""
 
 
 def _local_format(files: list[str]) -> str:
@@ -46,6 +27,25 @@ def _local_format(files: list[str]) -> str:
     if len(suffixes) != 1 or next(iter(suffixes)) not in LOCAL_FORMATS:
         raise ValueError(f"data_files {files}: expected one of {sorted(LOCAL_FORMATS)} (one kind)")
     return LOCAL_FORMATS[suffixes.pop()]
+
+
+def _load_local(name: str, files: list[str]) -> datasets.Dataset:
+    """Local files through ``datasets``; an empty or undecodable file is one SchemaError naming
+    it (datasets raises StopIteration, UnicodeDecodeError or a wrapped Arrow error)."""
+    import pyarrow
+
+    paths = [p for f in files for p in sorted(glob.glob(f))]
+    for path in paths:
+        if os.path.getsize(path) == 0:
+            raise SchemaError(f"source '{name}': data file {path} is empty")
+    try:
+        return datasets.load_dataset(_local_format(files), data_files=files, split="train")
+    except (StopIteration, UnicodeError, pyarrow.ArrowInvalid,
+            datasets.exceptions.DatasetGenerationError) as err:
+        cause = err.__cause__ or err.__context__ or err
+        raise SchemaError(f"source '{name}': cannot read {', '.join(paths)} as "
+                          f"{_local_format(files)} (UTF-8 expected): {type(cause).__name__}: "
+                          f"{str(cause)[:200]}") from None
 
 
 def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike) -> datasets.Dataset:
@@ -63,7 +63,7 @@ def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike)
         for f in files:
             if not glob.glob(f):
                 raise FileNotFoundError(f"source '{name}': data file {f} does not exist")
-        ds = datasets.load_dataset(_local_format(files), data_files=files, split="train")
+        ds = _load_local(name, files)
         where = ", ".join(files)
     else:
         configs = spec.get("config_name")
