@@ -7,6 +7,7 @@ hub columns it needs, so a local file missing one fails with the source, file an
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 from collections import Counter
@@ -29,6 +30,27 @@ def _local_format(files: list[str]) -> str:
     return LOCAL_FORMATS[suffixes.pop()]
 
 
+def _check_utf8(name: str, path: str) -> None:
+    """pyarrow's JSON reader does not decode strings: a Latin-1 file loads and then fails deep
+    inside the first map. Decode it once here (streamed, ~1 s per GB) and name the line."""
+    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                line += chunk[:err.start].count(b"\n")
+                raise SchemaError(f"source '{name}': data file {path} is not UTF-8 (line {line}: "
+                                  f"{err.reason} at byte {chunk[err.start:err.start + 1]!r}); "
+                                  "re-encode it, e.g. iconv -f latin1 -t utf-8") from None
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise SchemaError(f"source '{name}': data file {path} ends inside a UTF-8 "
+                              "character (truncated?)") from None
+
+
 def _load_local(name: str, files: list[str]) -> datasets.Dataset:
     """Local files through ``datasets``; an empty or undecodable file is one SchemaError naming
     it (datasets raises StopIteration, UnicodeDecodeError or a wrapped Arrow error)."""
@@ -38,6 +60,8 @@ def _load_local(name: str, files: list[str]) -> datasets.Dataset:
     for path in paths:
         if os.path.getsize(path) == 0:
             raise SchemaError(f"source '{name}': data file {path} is empty")
+        if _local_format(files) != "parquet":
+            _check_utf8(name, path)
     try:
         return datasets.load_dataset(_local_format(files), data_files=files, split="train")
     except (StopIteration, UnicodeError, pyarrow.ArrowInvalid,
