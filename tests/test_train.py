@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from solar.objectives.sft import SFTModule
-from solar.runs import CONF_DIR
+from solar.runs import CONF_DIR, RunDirError
 from solar.train import train
 
 # First three optimizer-step losses of the tiny SFT v3 run below (seed 42, CPU fp32). Regenerate
@@ -86,10 +86,13 @@ def test_run_dir_contents_and_hf_reload(finished_run):
         assert torch.equal(model(ids).logits, reference.eval()(ids).logits)
 
 
-def test_rerun_of_a_finished_run_refuses_to_overwrite(finished_run):
-    runs, _, _ = finished_run
-    with pytest.raises(FileExistsError, match="run.overwrite=true"):
-        train(tiny_sft_v3(runs))
+def test_rerun_of_a_finished_run_returns_it_and_other_settings_refuse(finished_run):
+    runs, model_dir, _ = finished_run
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    assert train(tiny_sft_v3(runs)) == model_dir  # same settings: nothing to do, nothing touched
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(RunDirError, match=r"objective.lr: 0.003 -> 0.001(.|\n)*run.overwrite=true"):
+        train(tiny_sft_v3(runs, "objective.lr=0.001"))
 
 
 def test_interrupted_run_resumes_to_the_same_losses(finished_run, tmp_path, record_losses):
