@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from solar.merge import run
-from solar.runs import CONF_DIR, MissingParentError
+from solar.runs import CONF_DIR, MissingParentError, RunDirError
 from solar.weights import Checkpoint, CheckpointError, merge_checkpoints
 from solar.weights import merge_methods as mm
 from solar.weights.merge import resolve_setting
@@ -178,8 +178,9 @@ def test_merge_run_by_name_and_refusals(tmp_path, pair):
     out = run(_cfg(tmp_path, "+ablation=merge_v2"))
     lineage = (out / "lineage.json").read_text()
     assert '"cand_1"' in lineage and "0.4" in lineage
-    with pytest.raises(FileExistsError):
-        run(_cfg(tmp_path, "+ablation=merge_v2"))
+    assert run(_cfg(tmp_path, "+ablation=merge_v2")) == out  # finished already: untouched
+    with pytest.raises(RunDirError, match=r"merge.weights: \[0.4, 0.6\] -> \[0.5, 0.5\]"):
+        run(_cfg(tmp_path, "+ablation=merge_v2", "merge.weights=[0.5,0.5]"))
     with pytest.raises(MissingParentError, match=r"python -m solar.train \+ablation=sft_v3"):
         run(_cfg(tmp_path, "+ablation=sft_v3_v4"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from solar.runs import CONF_DIR, MissingParentError
+from solar.runs import CONF_DIR, MissingParentError, RunDirError
 from solar.upscale import run
 from solar.weights import Checkpoint, CheckpointError, upscale_checkpoint
 from solar.weights.synthetic import write_random_llama
@@ -97,14 +97,18 @@ def test_tiny_scale_recipe_loads_in_transformers(tmp_path, cache_dir):
     assert model.config.num_hidden_layers == 6 and tok.chat_template
     ids = tok("2 + 3 =", return_tensors="pt").input_ids
     assert torch.isfinite(model(ids).logits).all()
-    with pytest.raises(FileExistsError):  # an existing output is never overwritten unless asked
-        run(cfg)
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    assert run(cfg) == model_dir.parent  # same settings: finished already, left untouched
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(RunDirError, match=r"upscale.m: 1 -> 2(.|\n)*run.overwrite=true"):
+        run(_cfg(tmp_path, "scale=tiny", f"paths.cache={cache_dir}", "upscale.m=2"))
 
 
 @pytest.mark.parametrize("m", [4, 9, -1])
 def test_bad_m_leaves_nothing(src, tmp_path, m):
     cfg = _cfg(tmp_path, f"model.pretrained={src}", f"upscale.m={m}")
-    with pytest.raises(ValueError, match=r"0 <= m < n=4"):
+    with pytest.raises(ValueError, match=r"0 <= m < n=4" if m >= 0 else
+                       r"`upscale.m` must be an integer >= 0 \(got -1\)"):
         run(cfg)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs" / "paper").iterdir())
 
@@ -118,7 +122,7 @@ def test_missing_and_corrupt_safetensors(src, tmp_path):
     shard.unlink()
     with pytest.raises(CheckpointError, match=f"missing safetensors file .*{shard.name}"):
         run(_cfg(tmp_path, f"model.pretrained={src}"))
-    assert not any((tmp_path / "runs" / "paper").iterdir())
+    assert not (tmp_path / "runs").exists()  # checked before anything is created
 
 
 def test_parent_run_without_model_names_the_command(tmp_path):
