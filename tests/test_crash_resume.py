@@ -29,7 +29,7 @@ SFT = ["+ablation=sft_v3", "scale=tiny", "logger=csv", "trainer.max_steps=6",
 
 # `python -c KILL_AT_STEP -- <overrides>`: solar.train, killed as optimizer step $KILL_AT_STEP starts
 KILL_AT_STEP = """
-import os, signal
+import os, runpy, signal
 from solar.objectives.base import CausalLMModule
 at, step = int(os.environ["KILL_AT_STEP"]), CausalLMModule.training_step
 def killing(self, batch, i):
@@ -37,12 +37,11 @@ def killing(self, batch, i):
         os.kill(os.getpid(), signal.SIGKILL)
     return step(self, batch, i)
 CausalLMModule.training_step = killing
-from solar.train import main
-main()
+runpy.run_module("solar.train", run_name="__main__", alter_sys=True)
 """
 # solar.<entry>, killed after $KILL_AFTER_WRITES writes of weight bytes (mid-shard, mid-file)
 KILL_WHILE_WRITING = """
-import os, signal, sys, importlib
+import os, runpy, signal
 import solar.weights.writer as w
 left, write_all = [int(os.environ["KILL_AFTER_WRITES"])], w._write_all
 def killing(fd, buf):
@@ -51,11 +50,11 @@ def killing(fd, buf):
         os.kill(os.getpid(), signal.SIGKILL)
     write_all(fd, buf)
 w._write_all = killing
-importlib.import_module("solar." + os.environ["ENTRY"]).cli()
+runpy.run_module("solar." + os.environ["ENTRY"], run_name="__main__", alter_sys=True)
 """
 # solar.train with DPO, killed halfway through writing the reference log-prob cache
 KILL_IN_REF_CACHE = """
-import os, signal
+import os, runpy, signal
 import solar.objectives.reference as ref
 save = ref.save_file
 def half_then_die(tensors, path, metadata=None):
@@ -64,8 +63,7 @@ def half_then_die(tensors, path, metadata=None):
     open(path, "wb").write(data[: len(data) // 2])
     os.kill(os.getpid(), signal.SIGKILL)
 ref.save_file = half_then_die
-from solar.train import main
-main()
+runpy.run_module("solar.train", run_name="__main__", alter_sys=True)
 """
 
 
