@@ -24,8 +24,8 @@ def _positive(cfg: DictConfig, key: str, errors: list[str], allow_zero: bool = F
     ok = isinstance(value, kinds) and not isinstance(value, bool) and (
         value >= 0 if allow_zero else value > 0)
     if not ok:
-        what = "an integer" if integer else "a number"
-        errors.append(f"`{key}` must be {what} {'>= 0' if allow_zero else '> 0'} (got {value!r})")
+        what = "an integer " if integer else ""
+        errors.append(f"`{key}` must be {what}{'>= 0' if allow_zero else '> 0'} (got {value!r})")
 
 
 def _is_number(value) -> bool:

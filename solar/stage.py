@@ -8,6 +8,7 @@ metrics, model/ (written atomically once the stage is complete) and lineage.json
 from __future__ import annotations
 
 import contextlib
+import uuid
 from pathlib import Path
 
 import lightning as L
@@ -74,10 +75,8 @@ def stage_logger(cfg: DictConfig, stage_dir: Path, name: str):
     continues the same W&B run instead of starting another."""
     run_id = None
     if cfg.logger.name == "wandb":
-        import wandb
-
         ids = resume_record(stage_dir)["wandb_ids"]
-        run_id = ids.get(name) or wandb.util.generate_id()
+        run_id = ids.get(name) or uuid.uuid4().hex[:8]  # W&B's own ids are 8 characters too
         if name not in ids:
             stage_dir.mkdir(parents=True, exist_ok=True)
             update_resume_record(stage_dir, wandb_ids={**ids, name: run_id})
