@@ -263,9 +263,13 @@ def refuse_other_entry(ablation_name: str | None, entry: str) -> None:
 # Keys that do not change what a run computes: where things go, how progress is shown, what is
 # logged or evaluated afterwards, and the interval of checkpoints (resume gives the same numbers
 # whatever it is). Everything else (data, model, objective, trainer, seed, merge, upscale) counts.
-NOT_RESULT = ("run", "paths", "logger", "eval", "hydra", "ablation_name", "ablation_family",
-              "output", "upscale.progress", "upscale.shard_size", "trainer.enable_progress_bar",
-              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps")
+NOT_RESULT = ("run", "paths", "logger", "eval", "hydra", "cluster", "resources", "ablation_name",
+              "ablation_family", "output", "upscale.progress", "upscale.shard_size",
+              "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+              "trainer.checkpoint_every_n_steps")
+# Groups an entry point composes only so that scale=tiny's overrides resolve (conf/merge.yaml)
+UNUSED_BY_ENTRY = {"merge": ("model", "trainer", "data", "objective"),
+                   "upscale": ("trainer", "data", "objective")}
 RUN_FILE = "run.json"          # {fingerprint, settings}: written when a run directory is created
 RESUME_FILE = "resume.json"    # per stage: {starts, restarts, resumed_at_steps, wandb_ids}
 
@@ -290,8 +294,8 @@ def fingerprint_settings(cfg) -> dict:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     flat = _flatten(cfg)
-    return {k: v for k, v in flat.items()
-            if not any(k == n or k.startswith(n + ".") for n in NOT_RESULT)}
+    skip = NOT_RESULT + UNUSED_BY_ENTRY.get(flat.get("entry"), ())
+    return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in skip)}
 
 
 def _digest(settings: dict) -> str:

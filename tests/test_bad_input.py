@@ -130,6 +130,17 @@ CASES = [
     ("contamination-k-neg", "contamination", "scale=tiny target=dus reference=dus k=-1", "k"),
     ("contamination-prefix", "contamination",
      "scale=tiny target=dus reference=dus prefix_fraction=1.5", "prefix_fraction"),
+    # -- solar.experiment (the driver: every node is validated before anything is submitted)
+    ("experiment-unknown", "experiment", "scale=tiny experiment=table9", "table9"),
+    ("experiment-launcher", "experiment", "scale=tiny experiment=table3 launcher=pbs",
+     "launcher"),
+    ("experiment-node-lr", "experiment",
+     "scale=tiny experiment=table3 stage_overrides.train=[\"objective.lr=-1\"]", "objective.lr"),
+    ("experiment-node-ckpt-every", "experiment", "scale=tiny experiment=table3 "
+     "stage_overrides.train=[\"trainer.checkpoint_every_n_steps=0\"]",
+     "trainer.checkpoint_every_n_steps"),
+    ("experiment-resources", "experiment",
+     "scale=tiny experiment=table3 resources.merge.cpus_per_task=0", "cpus_per_task"),
     # -- Hydra composition (an unknown ablation or key)
     ("train-unknown-ablation", "train", "+ablation=sft_v9 scale=tiny", "sft_v9"),
     ("train-unknown-key", "train", f"{TRAIN} trainer.max_step=5", "trainer.max_step"),
