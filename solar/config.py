@@ -110,7 +110,7 @@ def validate_train(cfg: DictConfig) -> None:
         errors.append(f"`logger.name` must be wandb or csv (got {cfg.logger.name!r})")
     elif cfg.logger.name == "wandb" and cfg.logger.mode not in ("auto", "online", "offline",
                                                                   "disabled"):
-        errors.append(f"`logger.mode` must be auto, online, offline or disabled")
+        errors.append("`logger.mode` must be auto, online, offline or disabled")
     if errors:
         raise ConfigError(errors)
 

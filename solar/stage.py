@@ -16,9 +16,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from solar.csv_metrics import MetricsResume
 from solar.data.datamodule import SolarDataModule
 from solar.data.pairs import PreferenceDataModule
-from solar.csv_metrics import MetricsResume
 from solar.loggers import make_logger
 from solar.objectives.cpt import CPTModule
 from solar.objectives.dpo import DPOModule
@@ -105,6 +105,7 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=
                            tr.checkpoint_every_n_steps, save_top_k=-1, save_last=True,
                            filename="step{step}", auto_insert_metric_name=False)
+
     def on_start(step: int) -> None:  # after the checkpoint is restored (step 0: none was)
         if trainer.is_global_zero:  # every start after the first is a restart (kill, requeue)
             record = resume_record(stage_dir)
