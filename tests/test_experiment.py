@@ -87,10 +87,13 @@ def test_a_cycle_and_an_unproduced_parent_are_named():
 
 
 def test_finished_nodes_are_skipped(tmp_path):
+    from solar.runs import run_record, write_json
+
     model = tmp_path / "tiny" / "sft_v3" / "model"
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"")
+    write_json(model.parent / "run.json", run_record(graph(["sft_v3"])["sft_v3"].config))
     (model.parent / "eval").mkdir()
     (model.parent / "eval" / "h6.json").write_text("{}")
     nodes = graph(["sft_v3_v4"], runs=tmp_path)
@@ -211,3 +214,19 @@ def test_sweep_members_are_named_after_the_swept_values(tmp_path):
         assert cfg.run.name == "dpo_v2-beta0.1-max_steps5"
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_a_finished_run_made_with_other_settings_is_not_skipped_silently(tmp_path):
+    """Skipping means 'finished for the same config' (run.json fingerprint): a run made with other
+    settings stops the plan with the keys that differ and the two ways out."""
+    from solar.runs import run_record, write_json
+
+    nodes = graph(["sft_v1"], runs=tmp_path, stage_overrides={"train": ["trainer.max_steps=7"]})
+    run = tmp_path / "tiny" / "sft_v1"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "model.safetensors").write_bytes(b"")
+    write_json(run / "run.json", run_record(nodes["sft_v1"].config))
+    assert graph(["sft_v1"], runs=tmp_path,
+                 stage_overrides={"train": ["trainer.max_steps=7"]})["sft_v1"].done
+    with pytest.raises(GraphError, match=r"(?s)node .sft_v1.: .* trainer.max_steps: 7 -> 150.*run.overwrite=true"):
+        graph(["sft_v1"], runs=tmp_path)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from solar.runs import has_weights, producer, run_dir
+from solar.runs import RunDirError, has_weights, plan_run, producer, run_dir
 
 STAGES = ("upscale", "train", "merge", "evaluate", "report")
 
@@ -103,9 +103,14 @@ class GraphBuilder:
                         f"{run_dir(self.runs_root, self.scale, ref)} has no finished model/")
                 self.add_run(ref, [*path, run])
                 parents.append(ref)
-        self.nodes[run] = Node(run, entry, argv, parents, run=run, done=self.finished(run),
-                               output=str(run_dir(self.runs_root, self.scale, run) / "model"),
-                               config=cfg)
+        rdir = run_dir(self.runs_root, self.scale, run)
+        try:   # finished *with these settings* (run.json fingerprint), else it runs (or refuses)
+            state = plan_run(rdir, cfg, overwrite=bool(cfg.run.get("overwrite"))) \
+                if rdir.exists() else "new"
+        except RunDirError as err:
+            raise GraphError(f"node '{run}': {err}") from None
+        self.nodes[run] = Node(run, entry, argv, parents, run=run, done=state == "finished",
+                               output=str(rdir / "model"), config=cfg)
 
     def add_eval(self, run: str) -> None:
         name = f"eval:{run}"
