@@ -228,5 +228,6 @@ def test_a_finished_run_made_with_other_settings_is_not_skipped_silently(tmp_pat
     write_json(run / "run.json", run_record(nodes["sft_v1"].config))
     assert graph(["sft_v1"], runs=tmp_path,
                  stage_overrides={"train": ["trainer.max_steps=7"]})["sft_v1"].done
-    with pytest.raises(GraphError, match=r"(?s)node .sft_v1.: .* trainer.max_steps: 7 -> 150.*run.overwrite=true"):
+    with pytest.raises(GraphError, match=r"(?s)node .sft_v1.: .* trainer.max_steps: 7 -> 150"
+                                         r".*run.overwrite=true"):
         graph(["sft_v1"], runs=tmp_path)
