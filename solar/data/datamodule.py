@@ -223,9 +223,12 @@ class SolarDataModule(L.LightningDataModule):
         return loader
 
     def val_dataloader(self):
+        """This rank's share of the val batches (the Trainer injects no sampler: every row is
+        evaluated once over all ranks, none repeated to even out the shares)."""
+        rank, world = self._world()
         rows = [self.val_rows[i] for i in range(len(self.val_rows))]
         batches = [self.collate(rows[i:i + self.mbs]) for i in range(0, len(rows), self.mbs)]
-        return torch.utils.data.DataLoader(batches, batch_size=None)  # already collated
+        return torch.utils.data.DataLoader(batches[rank::world], batch_size=None)  # collated
 
     # Resume: the loader's position is the number of optimizer steps already taken.
     def state_dict(self) -> dict:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from solar.modeling import load_model
-from solar.objectives.base import CausalLMModule
+from solar.objectives.base import CausalLMModule, clip_gradients
 from solar.objectives.reference import (cache_path, compute_logps, load_cached, save_cached,
                                         sequence_logps)
 
@@ -157,8 +157,7 @@ class DPOModule(CausalLMModule):
                     f"log-probs ({getattr(self, 'ref_cache_file', 'live reference')})")
             self.manual_backward(terms["loss"].sum() * scale)
             sums += torch.stack([terms[k].detach().sum() for k in METRICS])
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.gradient_clip_val,
-                            gradient_clip_algorithm="norm")
+        clip_gradients(self, opt, self.hparams.gradient_clip_val)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
