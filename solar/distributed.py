@@ -31,9 +31,9 @@ def make_strategy(name: str, model: torch.nn.Module, activation_checkpointing: b
     """The Trainer's ``strategy``: a configured DDP / FSDP strategy, or Lightning's own name."""
     if name == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
-        # the only buffers are rotary tables, equal on every rank: no broadcast per forward, so
+        # the only buffers are rotary tables, equal on every rank: no sync per forward, so
         # ranks may run different numbers of val batches without a collective in between
-        return DDPStrategy(broadcast_buffers=False)
+        return DDPStrategy(forward_sync_buffers=False)
     if name != "fsdp":
         return name
     layer = decoder_layer_class(model)

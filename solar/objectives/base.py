@@ -133,7 +133,7 @@ class CausalLMModule(L.LightningModule):
         sums = self.all_gather(torch.tensor(self._val_sums, dtype=torch.float64,
                                             device=self.device)).reshape(-1, 2).sum(0)
         if sums[1]:
-            self.log("val/loss", float(sums[0] / sums[1]))
+            self.log("val/loss", float(sums[0] / sums[1]), sync_dist=True)  # equal on all ranks
 
     def configure_optimizers(self):
         hp = self.hparams
