@@ -19,6 +19,7 @@ from solar.data.datamodule import SolarDataModule
 from solar.data.pairs import PreferenceDataModule
 from solar.distributed import export_state_dict, make_strategy
 from solar.loggers import make_logger
+from solar.modeling import PACKED_SDPA, attention_implementation
 from solar.objectives.cpt import CPTModule
 from solar.objectives.dpo import DPOModule
 from solar.objectives.reference import fingerprint
@@ -35,8 +36,9 @@ def build_data(cfg: DictConfig, sources: dict, tokenizer) -> SolarDataModule:
                   val_fraction=d.val_fraction, seed=d.seed, group_by_length=d.group_by_length)
     if cfg.objective.name in ("dpo", "sdpo"):
         return PreferenceDataModule(sources, tokenizer, **kwargs)
+    attn = attention_implementation(cfg.objective.attn_implementation, packed=True)
     return SolarDataModule(sources, tokenizer, objective=cfg.objective.name, packing=d.packing,
-                           **kwargs)
+                           padding_free=attn in ("flash_attention_2", PACKED_SDPA), **kwargs)
 
 
 def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: str | None = None):

@@ -139,8 +139,9 @@ def test_packed_logits_equal_one_by_one(cache_dir, attn):
 
 
 def test_packed_sdpa_loss_and_gradients_equal_the_dense_mask(cache_dir):
-    """The training path (per-example sdpa, LM head on targets only) gives the loss and the
-    gradients of the dense block-diagonal mask with full logits (fp32, 1e-5)."""
+    """The training path (micro-batch as one unpadded row, per-example sdpa, LM head on targets
+    only) gives the loss and the gradients of padded rows with the dense block-diagonal mask and
+    full logits (fp32, 1e-5)."""
     from solar.objectives.base import token_loss_sum
     tok = tiny_tokenizer(cache_dir)
     arch = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -159,8 +160,11 @@ def test_packed_sdpa_loss_and_gradients_equal_the_dense_mask(cache_dir):
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE,
                 reduction="sum")
-        else:
-            loss, n = token_loss_sum(model, batch)
+        else:  # the micro-batch as one row with no padding (padding_free), as training feeds it
+            flat = collate([concat_row(exs[:3]), concat_row(exs[3:])], tok.pad_token_id,
+                           packed=True, padding_free=True)
+            assert flat["input_ids"].shape == (1, flat["n_tokens"]) == (1, batch["n_tokens"])
+            loss, n = token_loss_sum(model, flat)
             assert n == int((batch["labels"][:, 1:] != IGNORE).sum())
         loss.backward()
         grads.append((float(loss.detach()), {k: p.grad for k, p in model.named_parameters()}))
