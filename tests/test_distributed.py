@@ -172,3 +172,67 @@ def test_cpt_and_dpo_under_ddp_match_one_rank(sft):
             assert (a["train"] != 0).all()  # every pair filled, by one rank or the other
             assert max_diff(a, b2) < 1e-4
             shutil.rmtree(cache)
+
+
+# -- strategy construction and bad input (no processes) -------------------------------------------
+
+def solar_10_7b_on_meta():
+    """SOLAR 10.7B's shape (Mistral 7B's blocks, 48 layers) with no memory behind it."""
+    from transformers import MistralConfig, MistralForCausalLM
+    config = MistralConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=48,
+                           num_attention_heads=32, num_key_value_heads=8, vocab_size=32000)
+    with torch.device("meta"):
+        return MistralForCausalLM(config)
+
+
+def test_fsdp_wraps_and_checkpoints_each_decoder_layer_of_the_10_7b_model():
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.mistral.modeling_mistral import MistralDecoderLayer
+
+    from solar.distributed import make_strategy
+    model = solar_10_7b_on_meta()
+    n = sum(p.numel() for p in model.parameters())
+    assert 10.6e9 < n < 10.8e9  # the README's memory arithmetic starts from this
+    strategy = make_strategy("fsdp", model, activation_checkpointing=True)
+    assert isinstance(strategy, FSDPStrategy) and strategy._state_dict_type == "sharded"
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {MistralDecoderLayer}
+    assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == \
+        {MistralDecoderLayer}
+    assert not make_strategy("fsdp", model, False)._activation_checkpointing_kwargs
+
+
+def test_fsdp_without_a_decoder_layer_names_the_key():
+    from solar.config import ConfigError
+    from solar.distributed import make_strategy
+    with pytest.raises(ConfigError, match="`trainer.strategy`: fsdp needs a decoder layer"):
+        make_strategy("fsdp", torch.nn.Linear(2, 2), activation_checkpointing=False)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.devices=64", "`trainer.devices` asks for 64 but this machine has"),
+    ("trainer.strategy=fsdp", "`trainer.strategy`: fsdp needs CUDA GPUs"),
+    ("objective.attn_implementation=flash_attention_2",
+     "`objective.attn_implementation`: flash_attention_2 needs CUDA"),
+])
+def test_scale_out_config_errors_name_the_key(override, key):
+    from hydra import compose, initialize_config_dir
+
+    from solar.config import ConfigError, validate_train
+    from solar.runs import CONF_DIR
+    if torch.cuda.is_available() and "devices" not in override:
+        pytest.skip("CUDA present: fsdp and flash-attn are valid here")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+ablation=sft_v3", "scale=tiny", override])
+    with pytest.raises(ConfigError) as err:
+        validate_train(cfg)
+    assert len(err.value.errors) == 1 and err.value.errors[0].startswith(key)
+
+
+def test_too_many_devices_exits_2_with_one_error_naming_the_key(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "solar.train", "+ablation=sft_v3", "scale=tiny",
+                           f"paths.runs={tmp_path}", "trainer.devices=64"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.count("error:") == 1 and "`trainer.devices` asks for 64" in proc.stderr
+    assert not (tmp_path / "tiny").exists()

@@ -18,14 +18,15 @@ if os.environ.get("SOLAR_TEST_RECORD"):
 
     def _recording(original):
         def training_step(self, batch, batch_idx):
+            step = self.global_step  # the optimizer step this call takes (0-based)
             kill_at = os.environ.get("SOLAR_TEST_KILL_AT")
-            if kill_at and self.global_step == int(kill_at) and self.global_rank == 0:
+            if kill_at and step == int(kill_at) and self.global_rank == 0:
                 os.killpg(os.getpgrp(), signal.SIGKILL)
             loss = original(self, batch, batch_idx)
             path = os.path.join(os.environ["SOLAR_TEST_RECORD"],
                                 f"losses.rank{self.global_rank}.jsonl")
             with open(path, "a") as f:
-                f.write(json.dumps({"step": self.global_step, "loss": float(loss)}) + "\n")
+                f.write(json.dumps({"step": step, "loss": float(loss)}) + "\n")
             return loss
         return training_step
 
