@@ -108,6 +108,9 @@ def _validate_devices(cfg: DictConfig, errors: list[str]) -> None:
     if tr.strategy == "fsdp" and not (gpu and have):
         errors.append("`trainer.strategy`: fsdp needs CUDA GPUs (Lightning and torch refuse FSDP "
                       "on CPU); use trainer.strategy=ddp")
+    if tr.strategy == "fsdp" and cfg.objective.get("reference") == "live":
+        errors.append("`objective.reference`: live keeps an unsharded copy of the model, not "
+                      "possible under trainer.strategy=fsdp; use precomputed")
     if cfg.objective.get("attn_implementation") == "flash_attention_2" and not \
             torch.cuda.is_available():
         errors.append("`objective.attn_implementation`: flash_attention_2 needs CUDA (none "

@@ -2,8 +2,8 @@
 
 2 ranks x b rows per micro-batch must train exactly like 1 rank x 2b rows (same global batch and
 data order): the same loss at every step and the same final weights, within fp32 round-off
-(the reductions run in a different order). Tolerances: loss 1e-5 per step, weights 1e-5 (after
-8 AdamW steps at lr 3e-3, measured max ~1e-6). A killed DDP run resumes to the same losses; the
+(the reductions run in a different order). Tolerances: loss 1e-5 per step, weights 2e-5 (after
+8 AdamW steps at lr 3e-3; measured: loss 5e-7, weights 5e-6). A killed DDP run resumes to the same losses; the
 model is exported once, by rank 0; metrics are written once; DPO's reference precompute is split
 over the ranks and caches what one rank computes. FSDP cannot run on CPU (solar/distributed.py),
 so the export path it shares with DDP is checked here and the GPU test covers the rest.
@@ -94,7 +94,7 @@ def test_two_ranks_train_like_one_rank_with_twice_the_rows(sft):
     print(f"DDP SFT: max loss diff per step {loss_diff:.2e}, max weight diff {weight_diff:.2e}; "
           f"losses {[round(one[s], 4) for s in sorted(one)]}")
     assert loss_diff < 1e-5
-    assert weight_diff < 1e-5
+    assert weight_diff < 2e-5
     assert one[STEPS - 1] < one[0] - 0.5  # it trained
 
 
@@ -164,7 +164,7 @@ def test_cpt_and_dpo_under_ddp_match_one_rank(sft):
         print(f"DDP {name}: max loss diff per step {loss_diff:.2e}, max weight diff "
               f"{weight_diff:.2e}")
         assert sorted(one) == sorted(two) == list(range(STEPS))
-        assert loss_diff < 1e-5 and weight_diff < 1e-5
+        assert loss_diff < 1e-5 and weight_diff < 2e-5
         if name == "dpo_v2":
             (one_cache,) = cache.glob("*.safetensors")
             a, b2 = load_file(one_cache), load_file(two_cache)

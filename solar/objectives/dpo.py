@@ -92,7 +92,10 @@ class DPOModule(CausalLMModule):
                 ref = self._load_reference().eval().requires_grad_(False)
                 self.__dict__["_live_reference"] = ref
             return
-        if self.ref_logps is None:
+        from lightning.pytorch.strategies import FSDPStrategy
+        # under FSDP the root's parameters are gathered only inside its forward: the precompute
+        # then runs at the start of the first training_step (which Lightning calls through it)
+        if self.ref_logps is None and not isinstance(self.trainer.strategy, FSDPStrategy):
             self.ref_logps = self.precompute_reference()
 
     def precompute_reference(self) -> dict[str, torch.Tensor]:
@@ -142,6 +145,8 @@ class DPOModule(CausalLMModule):
                 "logps/chosen": pi_c.detach(), "logps/rejected": pi_r.detach()}
 
     def training_step(self, micro_batches: list[dict], batch_idx: int):
+        if self.reference == "precomputed" and self.ref_logps is None:  # FSDP (on_train_start)
+            self.ref_logps = self.precompute_reference()
         start = time.perf_counter()
         opt, sched = self.optimizers(), self.lr_schedulers()
         pairs = torch.tensor(sum(b["n_pairs"] for b in micro_batches), device=self.device)
