@@ -38,9 +38,9 @@ def make_strategy(name: str, model: torch.nn.Module, activation_checkpointing: b
         return name
     layer = decoder_layer_class(model)
     if layer is None:
-        raise ConfigError([f"`trainer.strategy`: fsdp needs a decoder layer class to wrap, and "
-                           f"{type(model).__name__} declares none (`_no_split_modules`); use "
-                           "trainer.strategy=ddp"])
+        raise ConfigError([(f"`trainer.strategy`: fsdp needs a decoder layer class to wrap, and "
+                            f"{type(model).__name__} declares none (`_no_split_modules`); use "
+                            "trainer.strategy=ddp")])
     from lightning.pytorch.strategies import FSDPStrategy
     return FSDPStrategy(auto_wrap_policy={layer}, sharding_strategy="FULL_SHARD",
                         activation_checkpointing_policy={layer} if activation_checkpointing

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 
 import torch
 import torch.nn.functional as F
-from transformers import (AttentionInterface, AutoModelForCausalLM, AutoTokenizer, LlamaConfig,
-                          LlamaForCausalLM)
+from transformers import (
+    AttentionInterface,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from solar.data.template import CHAT_TEMPLATE
 from solar.data.tiny.tokenizer import tiny_tokenizer
-
 
 PACKED_SDPA = "sdpa_packed"
 
@@ -44,7 +49,7 @@ def sdpa_packed_forward(module, query, key, value, attention_mask, dropout: floa
         rows.append(torch.cat([F.scaled_dot_product_attention(
             query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
             dropout_p=dropout if module.training else 0.0, is_causal=True, scale=scaling,
-            enable_gqa=gqa) for s, e in zip(bounds, bounds[1:])], dim=2))
+            enable_gqa=gqa) for s, e in itertools.pairwise(bounds)], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 

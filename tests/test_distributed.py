@@ -52,7 +52,7 @@ def train(runs: Path, record: Path, args: list[str], ranks: int, b: int,
            f"trainer.strategy={'ddp' if ranks > 1 else 'auto'}"]
     # own process group: the kill hook takes down every rank and nothing else
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          start_new_session=True)
+                          start_new_session=True, check=False)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -236,7 +236,7 @@ def test_too_many_devices_exits_2_with_one_error_naming_the_key(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "solar.train", "+ablation=sft_v3", "scale=tiny",
                            f"paths.runs={tmp_path}", "trainer.devices=64"], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("error:") == 1 and "`trainer.devices` asks for 64" in proc.stderr
     assert not (tmp_path / "tiny").exists()

@@ -25,8 +25,13 @@ import torch.nn.functional as F
 
 from solar.modeling import load_model
 from solar.objectives.base import CausalLMModule, clip_gradients
-from solar.objectives.reference import (cache_path, compute_logps, load_cached, save_cached,
-                                        sequence_logps)
+from solar.objectives.reference import (
+    cache_path,
+    compute_logps,
+    load_cached,
+    save_cached,
+    sequence_logps,
+)
 
 LOSS_TYPES = ("sigmoid", "ipo")
 REFERENCE_MODES = ("precomputed", "live")
