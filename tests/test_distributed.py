@@ -158,15 +158,16 @@ def test_cpt_and_dpo_under_ddp(sft):
 
     dpo = [*DPO, f"model.pretrained={root / 'two' / 'tiny' / 'sft_v3' / 'model'}"]
     cache = Path(os.environ["SOLAR_CACHE"]) / "ref_logps"
+    before = set(cache.glob("*.safetensors"))  # the session's cache: other tests' DPO runs too
     ok(train(root / "dpo-two", root / "rec-dpo-two", dpo, ranks=2, b=2))
-    (two_cache,) = cache.glob("*.safetensors")  # set aside: the 1-rank run must recompute it
+    (two_cache,) = set(cache.glob("*.safetensors")) - before  # set aside: 1 rank must recompute it
     two_cache = two_cache.rename(cache.parent / "ref_logps_two_ranks.safetensors")
     ok(train(root / "dpo-one", root / "rec-dpo-one", dpo, ranks=1, b=4))
     one, two = losses(root / "rec-dpo-one"), losses(root / "rec-dpo-two")
     loss_diff = max(abs(one[s] - two[s]) for s in one)
     weight_diff = max_diff(weights(root / "dpo-one" / "tiny" / "dpo_v2" / "model"),
                            weights(root / "dpo-two" / "tiny" / "dpo_v2" / "model"))
-    (one_cache,) = cache.glob("*.safetensors")
+    (one_cache,) = set(cache.glob("*.safetensors")) - before
     a, b = load_file(one_cache), load_file(two_cache)
     print(f"DDP DPO: max loss diff per step {loss_diff:.2e}, max weight diff {weight_diff:.2e}, "
           f"max reference log-prob diff {max_diff(a, b):.2e}")
