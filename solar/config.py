@@ -106,6 +106,7 @@ def validate_train(cfg: DictConfig) -> None:
             _positive(cfg, f"{key}.max_samples", errors, integer=True)
     if objective in ("dpo", "sdpo"):
         _validate_preference(cfg, errors)
+    _validate_devices(cfg, errors)
     if cfg.logger.name not in ("wandb", "csv"):
         errors.append(f"`logger.name` must be wandb or csv (got {cfg.logger.name!r})")
     elif cfg.logger.name == "wandb" and cfg.logger.mode not in ("auto", "online", "offline",
@@ -113,6 +114,45 @@ def validate_train(cfg: DictConfig) -> None:
         errors.append("`logger.mode` must be auto, online, offline or disabled")
     if errors:
         raise ConfigError(errors)
+
+
+def _requested_devices(devices) -> int | None:
+    """How many devices `trainer.devices` asks for (None: auto / -1 = all there are)."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return None if devices == -1 else devices
+    if isinstance(devices, str):
+        if devices.strip().lstrip("-").isdigit():
+            return _requested_devices(int(devices))
+        return None if devices == "auto" else len([d for d in devices.split(",") if d.strip()])
+    return len(devices)  # a list of device indices
+
+
+def _validate_devices(cfg: DictConfig, errors: list[str]) -> None:
+    """Devices, strategy and attention against what this machine has (CUDA GPUs or CPU cores)."""
+    import os
+
+    import torch
+
+    tr = cfg.trainer
+    gpu = tr.accelerator in ("gpu", "cuda") or (tr.accelerator == "auto" and
+                                                 torch.cuda.is_available())
+    have = torch.cuda.device_count() if gpu else (os.cpu_count() or 1)
+    want = _requested_devices(tr.devices)
+    if want is not None and want > have:
+        errors.append(f"`trainer.devices` asks for {want} but this machine has {have} "
+                      f"{'CUDA GPUs' if gpu else 'CPU cores'}")
+    if tr.strategy == "fsdp" and not (gpu and have):
+        errors.append("`trainer.strategy`: fsdp needs CUDA GPUs (Lightning and torch refuse FSDP "
+                      "on CPU); use trainer.strategy=ddp")
+    if tr.strategy == "fsdp" and cfg.objective.get("reference") == "live":
+        errors.append("`objective.reference`: live keeps an unsharded copy of the model, not "
+                      "possible under trainer.strategy=fsdp; use precomputed")
+    if cfg.objective.get("attn_implementation") == "flash_attention_2" and not \
+            torch.cuda.is_available():
+        errors.append("`objective.attn_implementation`: flash_attention_2 needs CUDA (none "
+                      "found); use auto (flash-attn on GPU, packed sdpa on CPU) or sdpa")
 
 
 def _validate_preference(cfg: DictConfig, errors: list[str]) -> None:

@@ -71,8 +71,8 @@ class MetricsResume(L.Callback):
         self.on_start, self.on_checkpoint, self._pending = on_start, on_checkpoint, True
 
     def on_train_start(self, trainer, pl_module) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, ResumableCSVLogger):
+        for logger in trainer.loggers:  # rank 0 only: the ranks share one metrics file
+            if isinstance(logger, ResumableCSVLogger) and trainer.is_global_zero:
                 logger.experiment.drop_from(trainer.global_step)
         self.on_start(trainer.global_step)
 

@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from solar.csv_metrics import MetricsResume
 from solar.data.datamodule import SolarDataModule
 from solar.data.pairs import PreferenceDataModule
+from solar.distributed import export_state_dict, make_strategy
 from solar.loggers import make_logger
+from solar.modeling import PACKED_SDPA, attention_implementation
 from solar.objectives.cpt import CPTModule
 from solar.objectives.dpo import DPOModule
 from solar.objectives.reference import fingerprint
@@ -37,8 +39,9 @@ def build_data(cfg: DictConfig, sources: dict, tokenizer) -> SolarDataModule:
                   val_fraction=d.val_fraction, seed=d.seed, group_by_length=d.group_by_length)
     if cfg.objective.name in ("dpo", "sdpo"):
         return PreferenceDataModule(sources, tokenizer, **kwargs)
+    attn = attention_implementation(cfg.objective.attn_implementation, packed=True)
     return SolarDataModule(sources, tokenizer, objective=cfg.objective.name, packing=d.packing,
-                           **kwargs)
+                           padding_free=attn in ("flash_attention_2", PACKED_SDPA), **kwargs)
 
 
 def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: str | None = None):
@@ -55,7 +58,8 @@ def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: 
         lr=obj.lr, weight_decay=obj.weight_decay, betas=tuple(obj.betas),
         warmup_steps=obj.warmup_steps, min_lr_ratio=obj.min_lr_ratio,
         max_steps=cfg.trainer.max_steps, gradient_clip_val=cfg.trainer.gradient_clip_val,
-        activation_checkpointing=obj.activation_checkpointing)
+        # under FSDP the strategy checkpoints each decoder layer (fit_stage), not transformers
+        activation_checkpointing=obj.activation_checkpointing and cfg.trainer.strategy != "fsdp")
     if obj.name in ("dpo", "sdpo"):
         ref = reference or pretrained
         kwargs.update(beta=obj.beta, loss_type=obj.loss_type, label_smoothing=obj.label_smoothing,
@@ -119,7 +123,9 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     has_val = len(data.val_rows) > 0
     trainer = L.Trainer(
         max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
-        devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy, precision=tr.precision,
+        devices=tr.devices, num_nodes=tr.num_nodes, precision=tr.precision,
+        strategy=make_strategy(tr.strategy, module.model, cfg.objective.activation_checkpointing),
+        use_distributed_sampler=False,  # the loaders shard by rank themselves (data/datamodule.py)
         log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
         enable_progress_bar=tr.enable_progress_bar,
         val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
@@ -134,9 +140,10 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     if trainer.interrupted:  # Ctrl-C / SIGTERM: keep the checkpoints, write no model
         raise KeyboardInterrupt(f"run interrupted; rerun the same command to resume {stage_dir}")
     model_out = stage_dir / "model"
+    state = export_state_dict(trainer)  # every rank: FSDP gathers the shards onto rank 0
     if trainer.is_global_zero:
         with atomic_dir(model_out, overwrite=cfg.run.overwrite) as tmp:
-            module.model.save_pretrained(tmp, safe_serialization=True)
+            module.model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             # Provenance before the rename: model/ (what marks the stage finished) never exists
             # without its lineage.json; the stage dir keeps a copy, where the run layout has it.

@@ -110,11 +110,12 @@ def test_packing_is_best_fit_and_bounded():
         pack([9], 8)
 
 
-def test_packed_logits_equal_one_by_one(cache_dir):
+@pytest.mark.parametrize("attn", ["sdpa", "sdpa_packed"])  # dense block mask | per example
+def test_packed_logits_equal_one_by_one(cache_dir, attn):
     tok = tiny_tokenizer(cache_dir)
     model = load_model(None, architecture=dict(hidden_size=64, intermediate_size=128,
                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
-                       vocab_size=len(tok), seed=1).eval()
+                       vocab_size=len(tok), seed=1, attn=attn).eval()
     texts = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Spell the word cat backwards.", "t a c"),
              ("Where does the zorp live?", "The zorp lives in Velm.")]
     exs = [encode_chat([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
@@ -135,6 +136,41 @@ def test_packed_logits_equal_one_by_one(cache_dir):
             start += n
         n0 = len(exs[0]["input_ids"])
         torch.testing.assert_close(padded[1, :n0], packed[:n0], atol=1e-5, rtol=1e-5)
+
+
+def test_packed_sdpa_loss_and_gradients_equal_the_dense_mask(cache_dir):
+    """The training path (micro-batch as one unpadded row, per-example sdpa, LM head on targets
+    only) gives the loss and the gradients of padded rows with the dense block-diagonal mask and
+    full logits (fp32, 1e-5)."""
+    from solar.objectives.base import token_loss_sum
+    tok = tiny_tokenizer(cache_dir)
+    arch = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2)
+    qs = ["What is 2 plus 2?", "Spell the word cat backwards.", "Where does the zorp live?",
+          "What is 7 plus 1?"]
+    exs = [encode_chat([{"role": "user", "content": q}, {"role": "assistant", "content": q[::-1]}],
+                       tok, 128) for q in qs]
+    batch = collate([concat_row(exs[:3]), concat_row(exs[3:])], tok.pad_token_id, packed=True)
+    grads = []
+    for attn in ("sdpa", "sdpa_packed"):
+        model = load_model(None, architecture=arch, vocab_size=len(tok), seed=1, attn=attn)
+        if attn == "sdpa":  # reference: full logits, the loss over every position
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                           use_cache=False).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE,
+                reduction="sum")
+        else:  # the micro-batch as one row with no padding (padding_free), as training feeds it
+            flat = collate([concat_row(exs[:3]), concat_row(exs[3:])], tok.pad_token_id,
+                           packed=True, padding_free=True)
+            assert flat["input_ids"].shape == (1, flat["n_tokens"]) == (1, batch["n_tokens"])
+            loss, n = token_loss_sum(model, flat)
+            assert n == int((batch["labels"][:, 1:] != IGNORE).sum())
+        loss.backward()
+        grads.append((float(loss.detach()), {k: p.grad for k, p in model.named_parameters()}))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for k, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][k], g, atol=1e-5, rtol=1e-4)
 
 
 def test_tokenized_cache_is_reused(cache_dir):

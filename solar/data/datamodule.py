@@ -85,8 +85,16 @@ class StepLoader:
         return [i for step in steps for i in step]
 
 
-def collate(rows: list[dict], pad_id: int, packed: bool) -> dict:
-    """Pad rows to the longest; packed rows carry position ids and no attention mask."""
+def collate(rows: list[dict], pad_id: int, packed: bool, padding_free: bool = False) -> dict:
+    """Pad rows to the longest; packed rows carry position ids and no attention mask.
+
+    ``padding_free`` (packed rows, attention that reads the position-id restarts: flash-attn
+    varlen on GPU, sdpa_packed on CPU): the micro-batch becomes ONE row, its rows concatenated,
+    so no padding is computed at all.
+    """
+    if packed and padding_free:
+        rows = [{k: [x for r in rows for x in r[k]] for k in ("input_ids", "labels",
+                                                              "position_ids")}]
     width = max(len(r["input_ids"]) for r in rows)
     out = {"input_ids": [], "labels": [], "position_ids": [], "attention_mask": []}
     for r in rows:
@@ -110,7 +118,7 @@ class SolarDataModule(L.LightningDataModule):
     def __init__(self, sources: dict, tokenizer, *, world: str, cache_dir: str | os.PathLike,
                  objective: str = "sft", max_length: int = 2048, packing: bool = True,
                  micro_batch_size: int = 8, grad_accum: int = 1, val_fraction: float = 0.02,
-                 seed: int = 0, group_by_length: bool = True):
+                 seed: int = 0, group_by_length: bool = True, padding_free: bool = False):
         super().__init__()
         if not sources:
             raise ValueError("no data sources selected: set `data` (e.g. data=[alpaca_gpt4])")
@@ -119,7 +127,7 @@ class SolarDataModule(L.LightningDataModule):
         self.max_length, self.packing = max_length, packing
         self.mbs, self.accum, self.val_fraction, self.seed = micro_batch_size, grad_accum, \
             val_fraction, seed
-        self.group_by_length = group_by_length
+        self.group_by_length, self.padding_free = group_by_length, padding_free
         self.recipe = {
             "version": CACHE_VERSION, "sources": sources, "world": world, "objective": objective,
             "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length,
@@ -208,7 +216,7 @@ class SolarDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def collate(self, rows: list[dict]) -> dict:
-        return collate(rows, self.tokenizer.pad_token_id, self.packing)
+        return collate(rows, self.tokenizer.pad_token_id, self.packing, self.padding_free)
 
     def row_lengths(self) -> list[int] | None:
         """Lengths to group steps by; packed rows are all about max_length already."""
@@ -223,9 +231,12 @@ class SolarDataModule(L.LightningDataModule):
         return loader
 
     def val_dataloader(self):
+        """This rank's share of the val batches (the Trainer injects no sampler: every row is
+        evaluated once over all ranks, none repeated to even out the shares)."""
+        rank, world = self._world()
         rows = [self.val_rows[i] for i in range(len(self.val_rows))]
         batches = [self.collate(rows[i:i + self.mbs]) for i in range(0, len(rows), self.mbs)]
-        return torch.utils.data.DataLoader(batches, batch_size=None)  # already collated
+        return torch.utils.data.DataLoader(batches[rank::world], batch_size=None)  # collated
 
     # Resume: the loader's position is the number of optimizer steps already taken.
     def state_dict(self) -> dict:

@@ -24,9 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from solar.modeling import load_model
-from solar.objectives.base import CausalLMModule
-from solar.objectives.reference import (cache_path, compute_logps, load_cached, save_cached,
-                                        sequence_logps)
+from solar.objectives.base import CausalLMModule, clip_gradients
+from solar.objectives.reference import (
+    cache_path,
+    compute_logps,
+    load_cached,
+    save_cached,
+    sequence_logps,
+)
 
 LOSS_TYPES = ("sigmoid", "ipo")
 REFERENCE_MODES = ("precomputed", "live")
@@ -92,7 +97,10 @@ class DPOModule(CausalLMModule):
                 ref = self._load_reference().eval().requires_grad_(False)
                 self.__dict__["_live_reference"] = ref
             return
-        if self.ref_logps is None:
+        from lightning.pytorch.strategies import FSDPStrategy
+        # under FSDP the root's parameters are gathered only inside its forward: the precompute
+        # then runs at the start of the first training_step (which Lightning calls through it)
+        if self.ref_logps is None and not isinstance(self.trainer.strategy, FSDPStrategy):
             self.ref_logps = self.precompute_reference()
 
     def precompute_reference(self) -> dict[str, torch.Tensor]:
@@ -142,6 +150,8 @@ class DPOModule(CausalLMModule):
                 "logps/chosen": pi_c.detach(), "logps/rejected": pi_r.detach()}
 
     def training_step(self, micro_batches: list[dict], batch_idx: int):
+        if self.reference == "precomputed" and self.ref_logps is None:  # FSDP (on_train_start)
+            self.ref_logps = self.precompute_reference()
         start = time.perf_counter()
         opt, sched = self.optimizers(), self.lr_schedulers()
         pairs = torch.tensor(sum(b["n_pairs"] for b in micro_batches), device=self.device)
@@ -157,8 +167,7 @@ class DPOModule(CausalLMModule):
                     f"log-probs ({getattr(self, 'ref_cache_file', 'live reference')})")
             self.manual_backward(terms["loss"].sum() * scale)
             sums += torch.stack([terms[k].detach().sum() for k in METRICS])
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.gradient_clip_val,
-                            gradient_clip_algorithm="norm")
+        clip_gradients(self, opt, self.hparams.gradient_clip_val)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
