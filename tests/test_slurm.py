@@ -162,19 +162,20 @@ def test_requeued_training_resumes_to_the_uninterrupted_result(tmp_path, cache_d
         assert time.time() < deadline, "the job never reached step 20"
         time.sleep(0.2)
     subprocess.run(["scontrol", "requeue", node["job_id"]], check=True)
-    requeued_at = time.time()
     # meanwhile, the same run uninterrupted, here (same thread count as the job)
     ref_runs = tmp_path / "ref"
     ref = solar("solar.train", "+ablation=sft_v1", "scale=tiny", f"paths.runs={ref_runs}",
                 "trainer.max_steps=120", "trainer.checkpoint_every_n_steps=10",
                 "trainer.log_every_n_steps=1", "logger=csv")
     assert ref.returncode == 0, ref.stderr
+    # Slurm holds a requeued job ~2 minutes (BeginTime); the reference ran meanwhile, the rest of
+    # the hold would only cost CI time: release it as an operator would (root in CI).
+    subprocess.run(["scontrol", "update", f"JobId={node['job_id']}", "StartTime=now"], check=False)
     state = wait_for([node["job_id"]], timeout=600)[node["job_id"]]
     assert state["state"] == "done", state
     history = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j",
                               node["job_id"]], capture_output=True, text=True).stdout.split()
     assert "REQUEUED" in history and history[-1] == "COMPLETED"
-    assert time.time() - requeued_at > 60   # Slurm holds a requeued job ~2 minutes
     log = Path(node["log"]).read_text()
     assert "Restoring states from the checkpoint path at" in log   # resumed, not restarted
     ours, reference = csv_losses(run), csv_losses(ref_runs / "tiny" / "sft_v1")
