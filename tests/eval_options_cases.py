@@ -140,6 +140,7 @@ def test_train_with_eval_checks_the_eval_options_before_training(tmp_path, cache
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["+ablation=sft_v3", "scale=tiny", "eval=h6",
+                                          "model.pretrained=null",
                                           f"paths.runs={tmp_path}", "eval.limit=-3"])
     with pytest.raises(ConfigError, match="`eval.limit` must be"):
         train(cfg)

@@ -25,7 +25,7 @@ def compose_tiny(runs, *overrides):
 def sft_runs(tmp_path_factory, cache_dir):
     """runs/tiny/sft_v3: a short tiny SFT v3 run, the parent every DPO ablation names."""
     runs = tmp_path_factory.mktemp("runs")
-    train(compose_tiny(runs, "+ablation=sft_v3", "trainer.max_steps=60",
+    train(compose_tiny(runs, "+ablation=sft_v3", "model.pretrained=null", "trainer.max_steps=60",
                        "trainer.checkpoint_every_n_steps=60",
                        *[f"data.sources.{s}.max_samples=600" for s in
                          ("alpaca_gpt4", "openorca", "synth_math_instruct")]))

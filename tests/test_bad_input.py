@@ -30,7 +30,8 @@ AS_NOBODY = os.geteuid() == 0 and shutil.which("setpriv") is not None
 # filled in by the fixture. Parents `a`, `b` (same shapes) and `c` (other shapes) are runs in the
 # runs root; `dus` is a finished upscale of `a`, `merged` a finished average of a and b, `sft`
 # a started training run (objective.lr=0.001).
-TRAIN = "+ablation=sft_v1 scale=tiny logger=csv"
+# model.pretrained=null: SFT from the seeded tiny init (at scale=tiny its base is the run `cpt`)
+TRAIN = "+ablation=sft_v1 scale=tiny logger=csv model.pretrained=null"
 CASES = [
     # -- solar.train: config values (caught by the validator, before anything is loaded)
     ("train-ckpt-every-0", "train", f"{TRAIN} trainer.checkpoint_every_n_steps=0",
@@ -129,17 +130,20 @@ CASES = [
     ("contamination-k-neg", "contamination", "scale=tiny target=dus reference=dus k=-1", "k"),
     ("contamination-prefix", "contamination",
      "scale=tiny target=dus reference=dus prefix_fraction=1.5", "prefix_fraction"),
-    # -- solar.experiment (the driver: every node is validated before anything is submitted)
+    # -- solar.experiment (the driver: every node is validated before anything is submitted);
+    # SFT rows start from the seeded init, so the graph does not reach this fixture's `dus` run
     ("experiment-unknown", "experiment", "scale=tiny experiment=table9", "table9"),
     ("experiment-launcher", "experiment", "scale=tiny experiment=table3 launcher=pbs",
      "launcher"),
     ("experiment-node-lr", "experiment",
-     "scale=tiny experiment=table3 stage_overrides.train=[\"objective.lr=-1\"]", "objective.lr"),
+     "scale=tiny experiment=table3 "
+     "stage_overrides.train=[\"objective.lr=-1\",\"model.pretrained=null\"]", "objective.lr"),
     ("experiment-node-ckpt-every", "experiment", "scale=tiny experiment=table3 "
-     "stage_overrides.train=[\"trainer.checkpoint_every_n_steps=0\"]",
+     "stage_overrides.train=[\"trainer.checkpoint_every_n_steps=0\",\"model.pretrained=null\"]",
      "trainer.checkpoint_every_n_steps"),
     ("experiment-resources", "experiment",
-     "scale=tiny experiment=table3 resources.merge.cpus_per_task=0", "cpus_per_task"),
+     "scale=tiny experiment=table3 resources.merge.cpus_per_task=0 "
+     "stage_overrides.train=[\"model.pretrained=null\"]", "cpus_per_task"),
     # -- Hydra composition (an unknown ablation or key)
     ("train-unknown-ablation", "train", "+ablation=sft_v9 scale=tiny", "sft_v9"),
     ("train-unknown-key", "train", f"{TRAIN} trainer.max_step=5", "trainer.max_step"),

@@ -46,7 +46,8 @@ def test_sft_v3_mixture_and_scales():
     assert paper.model.pretrained == "upstage/SOLAR-10.7B-v1.0"
     assert paper.scale.world == "hub" and paper.trainer.precision == "bf16-mixed"
     tiny = compose_train("+ablation=sft_v3", "scale=tiny")
-    assert tiny.model.pretrained is None and tiny.scale.world == "tiny"
+    # the solar_10_7b role at tiny scale: the tiny world's own DUS + CPT run (conf/role/)
+    assert tiny.model.pretrained == "cpt" and tiny.scale.world == "tiny"
     assert tiny.trainer.accelerator == "cpu" and tiny.data.max_length == 128
     v4 = compose_train("+ablation=sft_v4")
     assert list(v4.data.sources) == ["alpaca_gpt4", "synth_math_instruct"]
@@ -96,7 +97,7 @@ def test_dpo_ablations_parents_data_and_scales():
     assert [list(s.data) for s in sdpo.objective.steps] == [
         ["orca_dpo_pairs"], ["ultrafeedback_clean", "synth_math_alignment"]]
     assert sdpo.data.sources.synth_math_alignment.solutions.hub_id == "EleutherAI/hendrycks_math"
-    assert compose_train("+ablation=sft_v3", "scale=tiny").objective.lr == 3e-3
+    assert compose_train("+ablation=sft_v3", "scale=tiny").objective.lr == 1e-3
 
 
 def test_validator_names_preference_mistakes():

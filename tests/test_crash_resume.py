@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 
 from solar.weights.synthetic import write_random_llama
 
-SFT = ["+ablation=sft_v3", "scale=tiny", "logger=csv", "trainer.max_steps=6",
+SFT = ["+ablation=sft_v3", "scale=tiny", "logger=csv", "model.pretrained=null",
+       "trainer.max_steps=6",
        "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=1",
        "data.micro_batch_size=2", "data.grad_accum=1", "objective.warmup_steps=2",
        *[f"data.sources.{s}.max_samples=300" for s in

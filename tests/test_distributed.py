@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM
 REPO = Path(__file__).resolve().parent.parent
 HOOK = Path(__file__).resolve().parent / "ddp_hook"  # per-step losses, kill at a step
 STEPS, EVERY = 8, 4
-SFT = ["+ablation=sft_v3", *[f"data.sources.{s}.max_samples=200" for s in
+SFT = ["+ablation=sft_v3", "model.pretrained=null", *[f"data.sources.{s}.max_samples=200" for s in
                              ("alpaca_gpt4", "openorca", "synth_math_instruct")]]
 DPO = ["+ablation=dpo_v2", "data.max_length=96", "objective.warmup_steps=2",
        "data.sources.ultrafeedback_clean.max_samples=120",

@@ -37,6 +37,13 @@ def graph(rows_or_experiment, scale="tiny", runs=Path("/nonexistent-runs"), **kw
 
 def test_table3_graph_is_read_off_the_ablation_configs():
     nodes = graph("table3")
+    # the SFT base (the solar_10_7b role, conf/role/): at scale=tiny the tiny world's DUS + CPT
+    # runs, nodes of the graph; at scale=paper the published model, no node
+    for row in ("sft_v1", "sft_v2", "sft_v3", "sft_v4"):
+        assert nodes[row].parents == ["cpt"]
+    assert nodes["cpt"].parents == ["dus"] and nodes["dus"].parents == []
+    paper = graph("table3", scale="paper")
+    assert "cpt" not in paper and "dus" not in paper and paper["sft_v1"].parents == []
     assert nodes["sft_v3_v4"].parents == ["sft_v3", "sft_v4"]
     assert nodes["sft_v3_v4"].stage == "merge"
     for row in ("sft_v1", "sft_v2", "sft_v3", "sft_v4", "sft_v3_v4"):
@@ -164,7 +171,7 @@ def test_local_launcher_runs_the_graph_in_order_and_cancels_after_a_failure(tmp_
     runs = tmp_path / "runs"
     common = [f"experiment={exp}", "scale=tiny", f"paths.runs={runs}", "launcher=local",
               "evaluate=false", 'stage_overrides.train=["trainer.max_steps=4","logger=csv",'
-              '"trainer.checkpoint_every_n_steps=4"]']
+              '"trainer.checkpoint_every_n_steps=4","model.pretrained=null"]']  # no cpt parent
     out = solar("solar.experiment", *common)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [line.split("]")[1].split(":")[0].strip() for line in out.stdout.splitlines()

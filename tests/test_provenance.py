@@ -67,7 +67,8 @@ def test_train_crash_before_lineage_leaves_no_model_and_the_rerun_finishes(tmp_p
                                                                            cache_dir):
     from solar.train import train
 
-    cfg = _compose("train", "+ablation=sft_v3", "scale=tiny", f"paths.runs={tmp_path}",
+    cfg = _compose("train", "+ablation=sft_v3", "scale=tiny", "model.pretrained=null",
+                   f"paths.runs={tmp_path}",
                    "logger=csv", "trainer.max_steps=2", "trainer.checkpoint_every_n_steps=2",
                    "data.micro_batch_size=2", "data.grad_accum=1",
                    *[f"data.sources.{s}.max_samples=20" for s in

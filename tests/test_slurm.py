@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(
     "with `sudo bash scripts/slurm-local.sh`")]
 
 SHORT = '["trainer.max_steps=6","trainer.checkpoint_every_n_steps=6","logger=csv"]'
+# SFT from the seeded tiny init: no dus -> cpt parents in the graph (the Table 3 test keeps them)
+SHORT_NO_BASE = SHORT[:-1] + ',"model.pretrained=null"]'
 
 
 def solar(module, *args, env=None, timeout=900):
@@ -76,7 +78,7 @@ def table3(tmp_path_factory, cache_dir):
 
 def test_table3_graph_runs_with_dependencies_honoured(table3):
     runs, _, stdout, submit_seconds, states = table3
-    assert "submitted 11 job(s) of table3" in stdout
+    assert "submitted 13 job(s) of table3" in stdout
     assert submit_seconds < 60   # the driver submits and returns; it does not wait for jobs
     assert {s["state"] for s in states.values()} == {"done"}, states
     merge_start = when(states["sft_v3_v4"]["start"])
@@ -99,7 +101,7 @@ def test_table3_second_submission_submits_nothing(table3):
     assert "submitted 0 job(s) of table3" in out.stdout
     assert all(n["skipped"] and "job_id" not in n for n in plan_of(runs, "table3")["nodes"])
     status = solar("solar.status", "experiment=table3", "scale=tiny", f"paths.runs={runs}")
-    assert "table3 (scale=tiny): 11 done" in status.stdout
+    assert "table3 (scale=tiny): 13 done" in status.stdout
 
 
 def test_failed_parent_cancels_its_dependents(tmp_path, cache_dir):
@@ -107,7 +109,7 @@ def test_failed_parent_cancels_its_dependents(tmp_path, cache_dir):
     exp.write_text("rows: [sft_v3_v4]\n")
     runs = tmp_path / "runs"
     out = solar("solar.experiment", f"experiment={exp}", "scale=tiny", f"paths.runs={runs}",
-                "launcher=slurm", f"stage_overrides.train={SHORT}",
+                "launcher=slurm", f"stage_overrides.train={SHORT_NO_BASE}",
                 '+row_overrides.sft_v4=["data.sources.alpaca_gpt4.data_files=/nonexistent.jsonl"]')
     assert out.returncode == 0, out.stdout + out.stderr
     plan = plan_of(runs, "v3v4")
@@ -129,7 +131,7 @@ def test_hydra_multirun_submits_one_array(tmp_path, cache_dir):
     runs = tmp_path / "runs"
     out = solar("solar.train", "-m", "+ablation=sft_v1,sft_v2", "hydra/launcher=slurm",
                 "scale=tiny", f"paths.runs={runs}", "trainer.max_steps=4",
-                "trainer.checkpoint_every_n_steps=4")
+                "trainer.checkpoint_every_n_steps=4", "model.pretrained=null")
     assert out.returncode == 0, out.stdout + out.stderr
     for row in ("sft_v1", "sft_v2"):   # fixed overrides do not rename: runs/<scale>/<ablation>/
         run = runs / "tiny" / row
@@ -150,7 +152,7 @@ def test_requeued_training_resumes_to_the_uninterrupted_result(tmp_path, cache_d
     exp = tmp_path / "one.yaml"
     exp.write_text("rows: [sft_v1]\n")
     steps = ('["trainer.max_steps=120","trainer.checkpoint_every_n_steps=10",'
-             '"trainer.log_every_n_steps=1","logger=csv"]')
+             '"trainer.log_every_n_steps=1","logger=csv","model.pretrained=null"]')
     runs = tmp_path / "runs"
     out = solar("solar.experiment", f"experiment={exp}", "scale=tiny", f"paths.runs={runs}",
                 "launcher=slurm", "evaluate=false", "report=false", f"stage_overrides.train={steps}")
@@ -166,7 +168,7 @@ def test_requeued_training_resumes_to_the_uninterrupted_result(tmp_path, cache_d
     ref_runs = tmp_path / "ref"
     ref = solar("solar.train", "+ablation=sft_v1", "scale=tiny", f"paths.runs={ref_runs}",
                 "trainer.max_steps=120", "trainer.checkpoint_every_n_steps=10",
-                "trainer.log_every_n_steps=1", "logger=csv")
+                "trainer.log_every_n_steps=1", "logger=csv", "model.pretrained=null")
     assert ref.returncode == 0, ref.stderr
     # Slurm holds a requeued job ~2 minutes (BeginTime); the reference ran meanwhile, the rest of
     # the hold would only cost CI time: release it as an operator would (root in CI).
