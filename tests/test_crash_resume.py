@@ -130,7 +130,7 @@ def test_kill_right_after_a_checkpoint_and_between_two_resumes_bit_for_bit(refer
 def test_overwrite_starts_over_and_keeps_the_old_run_until_the_first_checkpoint(reference):
     run_dir, ref_rows, old = reference
     runs = run_dir.parent.parent
-    args = [*SFT, f"paths.runs={runs}", "objective.lr=0.001"]
+    args = [*SFT, f"paths.runs={runs}", "objective.lr=0.002"]
     refused = run(args)  # other settings, no overwrite: one line naming the key
     assert refused.returncode == 2 and "objective.lr" in refused.stderr
     proc = run([*args, "run.overwrite=true"], {"KILL_AT_STEP": "1"}, KILL_AT_STEP)
@@ -144,11 +144,11 @@ def test_overwrite_starts_over_and_keeps_the_old_run_until_the_first_checkpoint(
     assert not list(run_dir.parent.glob(".replaced-sft_v3-*"))
     got = rows(run_dir)
     assert train_steps(got) == list(range(6))
-    assert max(float(r["lr"]) for r in got if r.get("lr")) == pytest.approx(0.001)
-    assert max(float(r["lr"]) for r in ref_rows if r.get("lr")) != pytest.approx(0.001)
+    assert max(float(r["lr"]) for r in got if r.get("lr")) == pytest.approx(0.002)
+    assert max(float(r["lr"]) for r in ref_rows if r.get("lr")) != pytest.approx(0.002)
     new = weights(run_dir / "model")
     assert not torch.equal(new["lm_head.weight"], old["lm_head.weight"])
-    assert json.loads((run_dir / "lineage.json").read_text())["params"]["lr"] == 0.001
+    assert json.loads((run_dir / "lineage.json").read_text())["params"]["lr"] == 0.002
 
 
 @pytest.mark.parametrize("entry", ["merge", "upscale"])
