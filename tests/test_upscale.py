@@ -141,3 +141,23 @@ def test_cli_exit_code_and_training_ablation_refused(src, tmp_path):
     other = subprocess.run([sys.executable, "-m", "solar.upscale", "+ablation=sft_v3"],
                            capture_output=True, text=True)
     assert other.returncode == 2 and "python -m solar.train +ablation=sft_v3" in other.stderr
+
+
+def test_tiny_base_and_tokenizer_caches_are_keyed_by_their_content(tmp_path, monkeypatch):
+    """A cache written by another version of the tiny world (other texts -> another tokenizer ->
+    another vocabulary) is never read as this one: it once fed a stale tokenizer to every run."""
+    import solar.data.tiny.tokenizer as tiny_tok
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from solar.weights.tiny_base import materialise_tiny
+
+    arch = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml").architecture)
+    first = materialise_tiny(arch, 0, tmp_path)
+    assert materialise_tiny(arch, 0, tmp_path) == first   # reused while nothing changed
+    monkeypatch.setattr(tiny_tok, "all_texts", lambda: ["The zorp is red.", "3 plus 4 is 7."])
+    other = materialise_tiny(arch, 0, tmp_path)
+    assert other != first
+    assert len(AutoTokenizer.from_pretrained(other)) < len(AutoTokenizer.from_pretrained(first))
+    assert json.loads((other / "config.json").read_text())["vocab_size"] == len(
+        AutoTokenizer.from_pretrained(other))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -32,8 +33,11 @@ def build_tokenizer(vocab_size: int = 2048) -> PreTrainedTokenizerFast:
 
 
 def tiny_tokenizer(cache_dir: str | os.PathLike, vocab_size: int = 2048) -> PreTrainedTokenizerFast:
-    """Train once, then load from ``<cache_dir>/tiny_tokenizer-<vocab>``."""
-    path = Path(cache_dir) / f"tiny_tokenizer-{vocab_size}"
+    """Train once, then load from ``<cache_dir>/tiny_tokenizer-<vocab>-<texts hash>``: the hash of
+    the texts it is trained on, so a tokenizer of another version of the tiny world is never read
+    as this one."""
+    texts = hashlib.sha1("\x00".join(all_texts()).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"tiny_tokenizer-{vocab_size}-{texts}"
     if not (path / "tokenizer.json").is_file():
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         build_tokenizer(vocab_size).save_pretrained(tmp)
