@@ -53,6 +53,30 @@ def test_generated_sources_are_deterministic_and_in_hub_schema(cache_dir):
     assert {r["type"][:4] for r in math} == {"MATH", "GSM_"}
 
 
+def test_generated_sources_and_benchmarks_are_cached_by_their_content(tmp_path, monkeypatch):
+    """A changed generator gets a new cache folder; rows of the old one are never read."""
+    from solar.data.tiny import benchmarks, sources
+
+    old = tiny.materialize("openorca", tmp_path, n=20)
+    old_bench = benchmarks.materialize_benchmarks(tmp_path)
+    assert tiny.materialize("openorca", tmp_path, n=20) == old
+    assert benchmarks.materialize_benchmarks(tmp_path) == old_bench
+
+    def changed(n, seed):
+        return [{**row, "response": row["response"] + "!"} for row in sources.openorca(n, seed)]
+    monkeypatch.setitem(tiny.GENERATORS, "openorca", (changed, 2000, "train"))
+    new = tiny.materialize("openorca", tmp_path, n=20)
+    assert new != old and old.is_file()
+    assert all(json.loads(x)["response"].endswith("!") for x in new.read_text().splitlines())
+
+    arc = benchmarks.SPLITS["arc_challenge"]
+    monkeypatch.setitem(benchmarks.SPLITS, "arc_challenge", {**arc, "test": (arc["test"][0], 7, 0)})
+    new_bench = benchmarks.materialize_benchmarks(tmp_path)
+    assert new_bench != old_bench
+    assert len((new_bench / "arc_challenge" / "test.jsonl").read_text().splitlines()) == 7
+    assert len((old_bench / "arc_challenge" / "test.jsonl").read_text().splitlines()) == 40
+
+
 def test_table8_filter_drops_the_planted_task_rows_and_nothing_else(cache_dir):
     from collections import Counter
 

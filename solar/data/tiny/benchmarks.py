@@ -9,6 +9,7 @@ local copies of the real benchmarks go through the same ``data_dir`` code path.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -146,22 +147,23 @@ SPLITS = {
     "winogrande": {"validation": (winogrande, 100, 0), "train": (winogrande, 50, 1)},
     "gsm8k": {"test": (gsm8k, 40, 0), "train": (gsm8k, 50, 1)},
 }
-# Part of the cache folder's name: bump it whenever SPLITS or a generator changes, so that a cache
-# written with other items is never read as the current benchmarks.
-BENCHMARKS_VERSION = 2
 
 
 def materialize_benchmarks(cache_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """Write (once) the tiny benchmarks under ``<cache_dir>/tiny_world/benchmarks-v<N>-s<seed>/``."""
-    data_dir = Path(cache_dir) / "tiny_world" / f"benchmarks-v{BENCHMARKS_VERSION}-s{seed}"
-    for bench, splits in SPLITS.items():
-        for split, (generate, n, offset) in splits.items():
-            path = data_dir / bench / f"{split}.jsonl"
-            if path.is_file():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            rows = generate(n, 1000 * seed + offset)
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            tmp.replace(path)
+    """Write (once) the tiny benchmarks under ``<cache_dir>/tiny_world/benchmarks-s<seed>-<hash>/``,
+    keyed by the content of every split, so benchmarks of another version are never read."""
+    files = {f"{bench}/{split}.jsonl": "".join(json.dumps(r) + "\n"
+                                               for r in generate(n, 1000 * seed + offset))
+             for bench, splits in SPLITS.items()
+             for split, (generate, n, offset) in splits.items()}
+    digest = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()[:10]
+    data_dir = Path(cache_dir) / "tiny_world" / f"benchmarks-s{seed}-{digest}"
+    for name, text in files.items():
+        path = data_dir / name
+        if path.is_file():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     return data_dir
