@@ -58,11 +58,23 @@ def build(cfg: DictConfig) -> list:
     return order
 
 
+def local_cpus(value) -> int:
+    """The cores launcher=local shares among nodes: ``auto`` (this machine's) or a count."""
+    from solar.pipeline.local import machine_cpus
+
+    cpus = machine_cpus() if value == "auto" else value
+    if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus <= 0:
+        raise ConfigError([f"`local_cpus` must be auto or an integer > 0 (got {value!r})"])
+    return cpus
+
+
 def launch(cfg: DictConfig, order: list) -> int:
     launcher = cfg.launcher if cfg.launcher != "auto" else (
         "slurm" if shutil.which("sbatch") else "local")
     if launcher not in ("slurm", "local"):
         raise ConfigError([f"`launcher` must be slurm, local or auto (got {cfg.launcher!r})"])
+    if launcher == "local":
+        local_cpus(cfg.local_cpus)   # checked before anything is planned or written
     if launcher == "slurm" and not shutil.which("sbatch"):
         raise ConfigError([("`launcher`=slurm but `sbatch` is not on PATH: run on a Slurm login "
                             "node, or use launcher=local")])
@@ -94,7 +106,8 @@ def launch(cfg: DictConfig, order: list) -> int:
     by_name = {n["name"]: n for n in plan["nodes"]}
     plans.save(plan, directory)
     states = run_local(order, directory / "logs", lambda name, update: (
-        by_name[name].update(update), plans.save(plan, directory)))
+        by_name[name].update(update), plans.save(plan, directory)),
+        resources=resources, cpus=local_cpus(cfg.local_cpus))
     failed = sorted(n for n, s in states.items() if s in ("failed", "cancelled"))
     print(f"{cfg.experiment}: {len(order) - len(failed)} of {len(order)} node(s) done"
           + (f"; failed or cancelled: {', '.join(failed)}" if failed else "") + f"\n{status}")

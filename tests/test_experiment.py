@@ -136,6 +136,8 @@ BAD_INPUTS = [
      "node 'sft_v2': `resources.train.tasks_per_node`=1 but `trainer.devices`=2"),
     (["experiment=table3", "resources.merge.cpus_per_task=0"],
      "node 'sft_v3_v4': `resources.*.cpus_per_task` must be an integer > 0"),
+    (["experiment=table3", "launcher=local", "local_cpus=0"],
+     "`local_cpus` must be auto or an integer > 0 (got 0)"),
     (["experiment=table3", 'stage_overrides.train=["objective.lr=-1"]'],
      "node 'sft_v1': `objective.lr` must be > 0"),
 ]

@@ -86,7 +86,7 @@ def test_math_sft_teaches_the_word_problems(chain, cache_dir):
     """The worked GSM8K test answers ("Ann has 3 + 4 = 7 apples.\\n#### 7") become far more likely
     after SFT on Synth. Math-Instruct than under its CPT base. (Not the lm-eval GSM8K score: under
     the leaderboard's 5-shot prompt the tiny SFT models still answer tersely, README.)"""
-    problems = gsm8k(40, 0)[:20]   # the tiny GSM8K test split's first 20 items
+    problems = gsm8k(20, 0)   # the tiny GSM8K test split
     mean_logp = {}
     for run in ("cpt", "math_sft"):
         model = load_model(str(chain / run / "model")).eval()
