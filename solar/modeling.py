@@ -44,12 +44,16 @@ def sdpa_packed_forward(module, query, key, value, attention_mask, dropout: floa
                                       scaling=scaling, **kwargs)
     gqa = key.shape[1] != query.shape[1]
     rows = []
-    for b in range(query.shape[0]):
+    # split, not slicing: the backward of ~100 slices of a row would build a zero gradient of the
+    # whole row for each slice and add them up (measured: a quarter of a CPU training step);
+    # split's backward is one cat.
+    for b, (q, k, v) in enumerate(zip(query.split(1), key.split(1), value.split(1))):
         bounds = _segments(position_ids[b if position_ids.shape[0] > 1 else 0])
+        sizes = [e - s for s, e in itertools.pairwise(bounds)]
         rows.append(torch.cat([F.scaled_dot_product_attention(
-            query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-            dropout_p=dropout if module.training else 0.0, is_causal=True, scale=scaling,
-            enable_gqa=gqa) for s, e in itertools.pairwise(bounds)], dim=2))
+            qs, ks, vs, dropout_p=dropout if module.training else 0.0, is_causal=True,
+            scale=scaling, enable_gqa=gqa)
+            for qs, ks, vs in zip(q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2))], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 
