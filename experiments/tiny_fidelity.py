@@ -37,7 +37,8 @@ TITLES = ["ARC", "HS", "MMLU", "TQA", "WG", "GSM8K"]
 
 def run_seed(runs: Path, seed: int) -> dict[str, float]:
     """Produce and evaluate every model of the tiny paper under ``runs`` through the experiment
-    driver (``experiments/paper.yaml``, one node at a time here); return node -> seconds."""
+    driver (``experiments/paper.yaml``, launcher=local: nodes side by side on the cores); return
+    node -> seconds (wall time of each node, so two running together both count)."""
     times_path = runs / "times.json"
     times = json.loads(times_path.read_text()) if times_path.is_file() else {}
     env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"))

@@ -3,7 +3,8 @@
 
 compose -> rows (experiments/<name>.yaml) -> graph from the rows' configs (solar/pipeline/graph.py)
 -> validate every node -> plan -> Slurm jobs with afterok dependencies (returns at once) or local
-runs in dependency order. Finished nodes are skipped, so a rerun submits only what is missing.
+runs in dependency order, side by side on this machine's cores (solar/pipeline/local.py).
+Finished nodes are skipped, so a rerun submits only what is missing.
 """
 
 from __future__ import annotations
