@@ -6,8 +6,10 @@ so the tests read the schedule off the files, not off the launcher's own bookkee
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+import time
 
 import pytest
 
@@ -21,9 +23,9 @@ ONE_CPU = {"train": {"cpus_per_task": 1, "tasks_per_node": 1},
 
 
 def node(tmp, name, stage="train", parents=(), fail=False):
-    code = ("import json, os, sys, time; t0 = time.time(); time.sleep(%r); "
+    code = (f"import json, os, sys, time; t0 = time.time(); time.sleep({SLEEP_S!r}); "
             "json.dump({'start': t0, 'end': time.time(), 'threads': os.environ['OMP_NUM_THREADS']},"
-            " open(%r, 'w')); sys.exit(%d)" % (SLEEP_S, str(tmp / f"{name}.json"), 3 if fail else 0))
+            f" open({str(tmp / f'{name}.json')!r}, 'w')); sys.exit({3 if fail else 0})")
     return Node(name=name.replace("_", ":"), stage=stage, argv=[sys.executable, "-c", code],
                 parents=[p.replace("_", ":") for p in parents])
 
@@ -67,7 +69,7 @@ def test_one_cpu_runs_one_node_at_a_time_longest_chain_first(tmp_path):
     run_local(order, tmp_path / "logs", lambda n, u: None, resources=ONE_CPU, cpus=1)
     names = ["a", "b", "c", "m", "eval_b", "eval_c", "eval_m"]
     spans = sorted((record(tmp_path, n)["start"], record(tmp_path, n)["end"], n) for n in names)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
     # once b and c are done, the merge (a chain of 0.75 after it) goes before the evaluations
     # of b and c (0.7), although the list names them first
     assert [n for _, _, n in spans] == names
@@ -97,3 +99,22 @@ def test_ready_nodes_are_ordered_by_the_longest_chain_after_them(tmp_path):
     got = critical_path(graph(tmp_path))
     want = {"a": 2.75, "b": 1.75, "c": 1.75, "m": 0.75, "eval:b": 0.7, "eval:c": 0.7, "eval:m": 0.7}
     assert got == pytest.approx(want)
+
+
+def test_stopping_the_driver_stops_the_nodes_it_started(tmp_path):
+    """Ctrl-C in the driver (here: raised while it starts the second node) terminates the first
+    node's process instead of leaving it running unattended."""
+    order = [node(tmp_path, "a"), node(tmp_path, "b")]
+    started = []
+
+    def interrupt_on_second_start(name, update):
+        if update["state"] == "running":
+            started.append(name)
+            if len(started) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_local(order, tmp_path / "logs", interrupt_on_second_start, resources=ONE_CPU, cpus=2)
+    time.sleep(SLEEP_S + 0.5)
+    assert started == ["a", "b"]
+    assert not (tmp_path / "a.json").exists()   # killed during its sleep, never finished

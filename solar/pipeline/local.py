@@ -55,6 +55,23 @@ def critical_path(order: list[Node]) -> dict[str, float]:
     return length
 
 
+def cancel_blocked(waiting: list[Node], states: dict[str, str],
+                   on_update: Callable[[str, dict], None]) -> None:
+    """Cancel the waiting nodes a failed or cancelled parent blocks, down to grandchildren."""
+    cancelled = True
+    while cancelled:
+        cancelled = False
+        for node in list(waiting):
+            bad = [p for p in node.parents if states.get(p) in ("failed", "cancelled")]
+            if bad and not node.after_any:
+                waiting.remove(node)
+                cancelled = True
+                states[node.name] = "cancelled"
+                on_update(node.name, {"state": "cancelled",
+                                      "reason": f"parent {bad[0]} {states[bad[0]]}"})
+                print(f"  {node.name}: cancelled ({bad[0]} {states[bad[0]]})", flush=True)
+
+
 def run_local(order: list[Node], log_dir: Path, on_update: Callable[[str, dict], None], *,
               resources: dict | None = None, cpus: int = 1) -> dict[str, str]:
     """Run every node not done; returns node -> done | failed | cancelled | skipped."""
@@ -66,10 +83,21 @@ def run_local(order: list[Node], log_dir: Path, on_update: Callable[[str, dict],
     running: dict[str, tuple[subprocess.Popen, float, int, Path, object]] = {}
     log_dir.mkdir(parents=True, exist_ok=True)
 
+    def start(node: Node, threads: int) -> None:
+        waiting.remove(node)
+        log = log_dir / f"{node.name.replace(':', '-')}.log"
+        print(f"[{len(todo) - len(waiting)}/{len(todo)}] {node.name}: {shlex.join(node.argv[1:])}"
+              + (f"  ({threads} thread{'s' * (threads > 1)})" if cpus > 1 else ""), flush=True)
+        on_update(node.name, {"state": "running", "log": str(log)})
+        out = open(log, "w")   # noqa: SIM115 - open while the node runs, closed in finish()
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        proc = subprocess.Popen(node.argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        running[node.name] = (proc, time.time(), threads, log, out)
+
     def finish(name: str, code: int) -> None:
-        proc, start, _, log, out = running.pop(name)
+        _, started, _, log, out = running.pop(name)
         out.close()
-        seconds = round(time.time() - start, 1)
+        seconds = round(time.time() - started, 1)
         states[name] = "done" if code == 0 else "failed"
         on_update(name, {"state": states[name], "log": str(log), "seconds": seconds})
         if code == 0:
@@ -79,43 +107,31 @@ def run_local(order: list[Node], log_dir: Path, on_update: Callable[[str, dict],
             print(f"  {name}: FAILED (exit {code}) after {seconds:.0f} s; log {log}:\n    "
                   f"{tail}", flush=True)
 
-    while waiting or running:
-        cancelled = True
-        while cancelled:   # cancel what can no longer run, down to grandchildren
-            cancelled = False
-            for node in list(waiting):
-                bad = [p for p in node.parents if states.get(p) in ("failed", "cancelled")]
-                if bad and not node.after_any:
-                    waiting.remove(node)
-                    cancelled = True
-                    states[node.name] = "cancelled"
-                    on_update(node.name, {"state": "cancelled",
-                                          "reason": f"parent {bad[0]} {states[bad[0]]}"})
-                    print(f"  {node.name}: cancelled ({bad[0]} {states[bad[0]]})", flush=True)
-        ready = [n for n in waiting if all(p in states for p in n.parents)]
-        free = cpus - sum(r[2] for r in running.values())
-        for node in ready:
-            need = node_cpus(resources.get(node.stage, {}), cpus)
-            if need > free:
-                break   # keep the priority order: nothing jumps ahead of a node that waits
-            threads = free if len(ready) == 1 and not running else need
-            waiting.remove(node)
-            log = log_dir / f"{node.name.replace(':', '-')}.log"
-            print(f"[{len(todo) - len(waiting)}/{len(todo)}] {node.name}: {shlex.join(node.argv[1:])}"
-                  + (f"  ({threads} threads)" if cpus > 1 else ""), flush=True)
-            on_update(node.name, {"state": "running", "log": str(log)})
-            out = open(log, "w")
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-            proc = subprocess.Popen(node.argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-            running[node.name] = (proc, time.time(), threads, log, out)
-            free -= threads
-        if not running:
-            if waiting:   # cannot happen for a graph from topological(): parents are its nodes
-                raise RuntimeError(f"nodes wait on parents outside the graph: "
-                                   f"{', '.join(n.name for n in waiting)}")
-            break
-        time.sleep(POLL_S)
-        for name, (proc, *_) in list(running.items()):
-            if proc.poll() is not None:
-                finish(name, proc.returncode)
+    try:
+        while waiting or running:
+            cancel_blocked(waiting, states, on_update)
+            ready = [n for n in waiting if all(p in states for p in n.parents)]
+            free = cpus - sum(r[2] for r in running.values())
+            for node in ready:
+                need = node_cpus(resources.get(node.stage, {}), cpus)
+                if need > free:
+                    break   # keep the priority order: nothing jumps ahead of a node that waits
+                threads = free if len(ready) == 1 and not running else need
+                start(node, threads)
+                free -= threads
+            if not running:
+                if waiting:   # cannot happen for a graph from topological(): parents are its nodes
+                    raise RuntimeError("nodes wait on parents outside the graph: "
+                                       + ", ".join(n.name for n in waiting))
+                break
+            time.sleep(POLL_S)
+            for name, (proc, *_) in list(running.items()):
+                if proc.poll() is not None:
+                    finish(name, proc.returncode)
+    except BaseException:   # Ctrl-C or an error here: the nodes started stop with the driver
+        for proc, *_ in running.values():
+            proc.terminate()
+        for proc, *_ in running.values():
+            proc.wait()
+        raise
     return states
