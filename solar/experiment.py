@@ -74,8 +74,7 @@ def launch(cfg: DictConfig, order: list) -> int:
         "slurm" if shutil.which("sbatch") else "local")
     if launcher not in ("slurm", "local"):
         raise ConfigError([f"`launcher` must be slurm, local or auto (got {cfg.launcher!r})"])
-    if launcher == "local":
-        local_cpus(cfg.local_cpus)   # checked before anything is planned or written
+    cpus = local_cpus(cfg.local_cpus) if launcher == "local" else None  # before anything is written
     if launcher == "slurm" and not shutil.which("sbatch"):
         raise ConfigError([("`launcher`=slurm but `sbatch` is not on PATH: run on a Slurm login "
                             "node, or use launcher=local")])
@@ -108,7 +107,7 @@ def launch(cfg: DictConfig, order: list) -> int:
     plans.save(plan, directory)
     states = run_local(order, directory / "logs", lambda name, update: (
         by_name[name].update(update), plans.save(plan, directory)),
-        resources=resources, cpus=local_cpus(cfg.local_cpus))
+        resources=resources, cpus=cpus)
     failed = sorted(n for n, s in states.items() if s in ("failed", "cancelled"))
     print(f"{cfg.experiment}: {len(order) - len(failed)} of {len(order)} node(s) done"
           + (f"; failed or cancelled: {', '.join(failed)}" if failed else "") + f"\n{status}")

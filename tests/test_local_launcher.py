@@ -36,7 +36,8 @@ def record(tmp, name):
 
 def graph(tmp, fail_b=False):
     """a -> {b, c}, b -> eval_b, {b, c} -> m (a merge), m -> eval_m; c -> eval_c."""
-    return [node(tmp, "a"), node(tmp, "b", parents=["a"], fail=fail_b), node(tmp, "c", parents=["a"]),
+    return [node(tmp, "a"), node(tmp, "b", parents=["a"], fail=fail_b),
+            node(tmp, "c", parents=["a"]),
             node(tmp, "m", "merge", ["b", "c"]), node(tmp, "eval_b", "evaluate", ["b"]),
             node(tmp, "eval_c", "evaluate", ["c"]), node(tmp, "eval_m", "evaluate", ["m"])]
 

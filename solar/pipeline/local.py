@@ -6,9 +6,9 @@ Like a one-node Slurm: the machine's cores (``cpus``) are shared among the nodes
 are free. A node that starts while nothing else is ready gets every free core, so the start and
 the end of the graph, where it is a chain, run at full speed. A node that asks for GPUs runs alone.
 Among ready nodes, the one heading the longest chain of work starts first (rough stage costs:
-a training before the evaluations, so the chain to the last merge keeps moving). A failed node cancels its dependents,
-as ``--kill-on-invalid-dep`` does on Slurm; nodes that do not depend on it still run. Each node's
-output goes to its own log file.
+a training before the evaluations, so the chain to the last merge keeps moving). A failed node
+cancels its dependents, as ``--kill-on-invalid-dep`` does on Slurm; nodes that do not depend on it
+still run. Each node's output goes to its own log file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def node_cpus(res: dict, cpus: int) -> int:
     """Cores a node takes here: all of them for a GPU node, else its tasks x cpus per task."""
     if res.get("gpus_per_node"):
         return cpus
-    return max(1, min(cpus, int(res.get("cpus_per_task") or 1) * int(res.get("tasks_per_node") or 1)))
+    asked = int(res.get("cpus_per_task") or 1) * int(res.get("tasks_per_node") or 1)
+    return max(1, min(cpus, asked))
 
 
 # rough cost of a node by stage, relative to a training: only used to order ready nodes
