@@ -15,7 +15,7 @@ import os
 import random
 from pathlib import Path
 
-from solar.data.tiny.world import COLORS, PLACES, Fact, facts, word_problem
+from solar.data.tiny.world import COLORS, PLACES, Fact, facts, gsm8k_answer, word_problem
 
 LEGS = [2, 4, 6, 8]
 LETTERS = "ABCD"
@@ -131,7 +131,7 @@ def gsm8k(n: int, seed: int) -> list[dict]:
     rows = []
     for _ in range(n):
         wp = word_problem(rng)
-        rows.append({"question": wp.question, "answer": f"{wp.steps}\n#### {wp.answer}"})
+        rows.append({"question": wp.question, "answer": gsm8k_answer(wp)})
     return rows
 
 

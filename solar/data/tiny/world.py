@@ -105,7 +105,7 @@ class WordProblem:
 
 def word_problem(rng: random.Random) -> WordProblem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(2, 30), rng.randint(2, 30)
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
     if rng.random() < 0.5:
         total = a + b
         q = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
@@ -118,6 +118,11 @@ def word_problem(rng: random.Random) -> WordProblem:
         r = f"After giving {b} of {a} {item} away, how many {item} does {name} keep?"
         steps = f"{name} keeps {a} - {b} = {total} {item}."
     return WordProblem(q, r, steps, total)
+
+
+def gsm8k_answer(wp: WordProblem) -> str:
+    """The worked answer in GSM8K's layout: the steps, then ``#### <n>`` on its own line."""
+    return f"{wp.steps}\n#### {wp.answer}"
 
 
 def story_sentence(rng: random.Random, world: list[Fact] | None = None) -> str:
