@@ -66,14 +66,14 @@ def main() -> None:
     train("cpt", "+ablation=cpt")
     train("sft_v3", "+ablation=sft_v3")
     train("cpt_worksheets", "+ablation=cpt", "model.pretrained=cpt",
-          "++data.sources.cpt_corpus.tiny=worksheets",
+          "++data.sources.cpt_corpus.tiny=worksheets", "data.max_length=256",
           f"data.micro_batch_size={args.rows}", f"trainer.max_steps={args.steps}")
     train("sft_v3_worksheets", "+ablation=sft_v3", "model.pretrained=cpt_worksheets")
 
     rows = [("cpt", "the tiny base (DUS + CPT)"),
             ("sft_v3", "SFT v3 from the base"),
-            ("cpt_worksheets", f"base + {args.steps} steps x {args.rows} rows x 256 tokens of "
-                               "worksheet pages"),
+            ("cpt_worksheets", (f"base + {args.steps} steps x {args.rows} rows x 256 tokens of "
+                                "worksheet pages")),
             ("sft_v3_worksheets", "SFT v3 from cpt_worksheets")]
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
     for name, what in rows:

@@ -103,36 +103,29 @@ def metamathqa(n: int, seed: int) -> list[dict]:
         wp = word_problem(rng)
         kind = rng.choice(MATH_TYPES + GSM_TYPES)
         query = wp.rephrased if kind.endswith("Rephrased") else wp.question
-        # as on the hub: GSM-origin responses keep GSM8K's `#### n` line, MATH-origin ones do not
-        steps = gsm8k_answer(wp) if kind.startswith("GSM") else wp.steps
-        rows.append({"query": query, "response": f"{steps}\nThe answer is: {wp.answer}",
+        rows.append({"query": query, "response": f"{wp.steps}\nThe answer is: {wp.answer}",
                      "type": kind, "original_question": wp.question})
     return rows
 
 
-def pretraining_corpus(n: int, seed: int, worksheet_share: float = 0.1) -> list[dict]:
-    """``text`` documents (the fineweb-edu ``text`` column): a few sentences about the world each,
-    or, for ``worksheet_share`` of them, a worksheet page (``worksheet``) as web corpora hold."""
-    rng, world, rows = random.Random(seed), facts(), []
-    for i in range(n):
-        if rng.random() < worksheet_share:
-            text = worksheet(rng)
-        else:
-            text = " ".join(story_sentence(rng, world) for _ in range(rng.randint(3, 8)))
-        rows.append({"text": text, "id": f"tiny-{i}"})
-    return rows
+def pretraining_corpus(n: int, seed: int) -> list[dict]:
+    """``text`` documents of a few sentences each (the fineweb-edu ``text`` column)."""
+    rng, world = random.Random(seed), facts()
+    return [{"text": " ".join(story_sentence(rng, world) for _ in range(rng.randint(3, 8))),
+             "id": f"tiny-{i}"} for i in range(n)]
 
 
 def worksheet(rng: random.Random) -> str:
     """A page of 4-6 solved word problems in the GSM8K layout (``Question: ...\nAnswer: <steps>\n
-    #### <n>``, a blank line between), as exercise pages with answer keys are on the web: ~120-220
+    #### <n>``, a blank line between), as exercise pages with answer keys are on the web: 130-250
     tokens, the length of the leaderboard's 5-shot GSM8K prompt."""
     return "\n\n".join(f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
                        for wp in (word_problem(rng) for _ in range(rng.randint(4, 6))))
 
 
 def worksheets(n: int, seed: int) -> list[dict]:
-    """``text`` documents that are all worksheet pages (experiments/tiny_gsm8k.py pretrains on
-    them: ``data.sources.cpt_corpus.tiny=worksheets``)."""
+    """``text`` documents that are worksheet pages. Not in the default CPT corpus (nor in the
+    tokenizer's texts): experiments/tiny_gsm8k.py pretrains on them
+    (``data.sources.cpt_corpus.tiny=worksheets``) to measure what GSM8K needs at tiny scale."""
     rng = random.Random(seed)
     return [{"text": worksheet(rng), "id": f"tiny-worksheet-{i}"} for i in range(n)]

@@ -105,7 +105,7 @@ class WordProblem:
 
 def word_problem(rng: random.Random) -> WordProblem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    a, b = rng.randint(2, 30), rng.randint(2, 30)
     if rng.random() < 0.5:
         total = a + b
         q = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
