@@ -84,8 +84,8 @@ def response_logp(model, tok, prompt: str, response: str) -> float:
 
 def test_math_sft_teaches_the_word_problems(chain, cache_dir):
     """The worked GSM8K test answers ("Ann has 3 + 4 = 7 apples.\\n#### 7") become far more likely
-    after SFT on Synth. Math-Instruct than under its CPT base. (Not the lm-eval GSM8K score: under
-    the leaderboard's 5-shot prompt the tiny SFT models still answer tersely, README.)"""
+    after SFT on Synth. Math-Instruct than under its CPT base. (Not the lm-eval GSM8K score, which
+    stays 0 for tiny SFT models: experiments/tiny_gsm8k.py and the README say where it is lost.)"""
     problems = gsm8k(20, 0)   # the tiny GSM8K test split
     mean_logp = {}
     for run in ("cpt", "math_sft"):
