@@ -8,12 +8,13 @@ where the score is lost, with the project's own commands only (no special code p
 1. the tiny base (`dus` -> `cpt`, made if missing) and SFT v3 from it, GSM8K only;
 2. `cpt_worksheets`: the base pretrained further on worksheet pages (the tiny generator
    `worksheets`: 4-6 solved word problems in GSM8K's `Question:/Answer: ... #### n` layout per
-   page, 120-220 tokens) in rows of 256 tokens, so it is trained at the positions of a 5-shot
+   page, 138-220 tokens) in rows of 256 tokens, so it is trained at the positions of a 5-shot
    prompt (~180-210 tokens; the tiny world's own rows are 128 tokens, its examples < 100);
 3. `sft_v3_worksheets`: SFT v3 (chat template) from `cpt_worksheets`.
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
-filter; written to eval/h6-gsm8k.json) and printed with the command that made it.
+filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
+what is missing. About 7 minutes on 2 CPU cores (the worksheet pretraining is 4 of them).
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from pathlib import Path
 
 
 def solar(runs: Path, *args: str) -> float:
-    """Run one solar command (CSV logger, W&B off) under ``runs``; return its wall seconds."""
+    """Run one solar command at scale=tiny under ``runs`` (W&B offline unless WANDB_MODE says
+    otherwise); return its wall seconds. A failing command stops the script, naming it."""
     cmd = [sys.executable, "-m", *args, "scale=tiny", f"paths.runs={runs}"]
-    print("$ python -m " + " ".join(cmd[2:]), flush=True)
+    shown = "python -m " + " ".join(cmd[2:])
+    print("$ " + shown, flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline")))
+    code = subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, env=dict(
+        os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"))).returncode
+    if code:
+        sys.exit(f"error: `{shown}` failed (exit {code}); its message is above")
     return time.perf_counter() - t0
 
 
