@@ -1,7 +1,7 @@
 """A paper table with ours beside the paper's numbers: built from the runs root, written as
 ``runs/<scale>/reports/table<N>.{md,csv,json}`` in the paper's layout.
 
-Cells: ours (paper, Δ = ours − paper) at paper scale; ours (paper) at tiny scale, where a 2.6M
+Cells: ours (paper, Δ = ours − paper) at paper scale; ours (paper) at tiny scale, where a 5.4M
 model is not comparable and the findings list says what the tiny numbers reproduce instead.
 Bold = the best of the column among the evaluated rows, ties included, as the paper bolds it;
 a partial evaluation is flagged and takes no part in the bolding.
@@ -142,7 +142,7 @@ def render_markdown(table: Table) -> str:
         how = "each cell: ours (paper, Δ = ours − paper)"
     else:
         how = ("each cell: ours (paper); the paper's numbers are for reference only, a "
-               "2.6M-parameter model is not comparable, so no deltas")
+               "few-million-parameter model is not comparable, so no deltas")
     lines = [f"# {title}: {table.caption}", "",
              (f"SOLAR 10.7B ({paper_citation()}), scale `{table.scale}`: {how}. "
               "**Bold**: best of the column, as the paper bolds it."), ""]
