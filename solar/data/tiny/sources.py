@@ -116,9 +116,10 @@ def pretraining_corpus(n: int, seed: int) -> list[dict]:
 
 
 def worksheet(rng: random.Random) -> str:
-    """A page of 4-6 solved word problems in the GSM8K layout (``Question: ...\nAnswer: <steps>\n
-    #### <n>``, a blank line between), as exercise pages with answer keys are on the web: 130-250
-    tokens, the length of the leaderboard's 5-shot GSM8K prompt."""
+    """A page of 4-6 solved word problems, each rendered as lm-eval renders a few-shot GSM8K doc
+    (``Question: <q>``, a new line, ``Answer: <steps>``, a new line, ``#### <n>``), a blank line
+    between, as exercise pages with answer keys are on the web: 138-220 tiny tokens, the length
+    of the leaderboard's 5-shot GSM8K prompt."""
     return "\n\n".join(f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
                        for wp in (word_problem(rng) for _ in range(rng.randint(4, 6))))
 
