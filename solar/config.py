@@ -143,9 +143,6 @@ def _validate_devices(cfg: DictConfig, errors: list[str]) -> None:
     if want is not None and want > have:
         errors.append(f"`trainer.devices` asks for {want} but this machine has {have} "
                       f"{'CUDA GPUs' if gpu else 'CPU cores'}")
-    if tr.strategy == "fsdp" and not (gpu and have):
-        errors.append("`trainer.strategy`: fsdp needs CUDA GPUs (Lightning and torch refuse FSDP "
-                      "on CPU); use trainer.strategy=ddp")
     if tr.strategy == "fsdp" and cfg.objective.get("reference") == "live":
         errors.append("`objective.reference`: live keeps an unsharded copy of the model, not "
                       "possible under trainer.strategy=fsdp; use precomputed")

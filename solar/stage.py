@@ -58,8 +58,7 @@ def build_module(cfg: DictConfig, pretrained: str | None, tokenizer, reference: 
         lr=obj.lr, weight_decay=obj.weight_decay, betas=tuple(obj.betas),
         warmup_steps=obj.warmup_steps, min_lr_ratio=obj.min_lr_ratio,
         max_steps=cfg.trainer.max_steps, gradient_clip_val=cfg.trainer.gradient_clip_val,
-        # under FSDP the strategy checkpoints each decoder layer (fit_stage), not transformers
-        activation_checkpointing=obj.activation_checkpointing and cfg.trainer.strategy != "fsdp")
+        activation_checkpointing=obj.activation_checkpointing)
     if obj.name in ("dpo", "sdpo"):
         ref = reference or pretrained
         kwargs.update(beta=obj.beta, loss_type=obj.loss_type, label_smoothing=obj.label_smoothing,
@@ -124,7 +123,7 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     trainer = L.Trainer(
         max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
         devices=tr.devices, num_nodes=tr.num_nodes, precision=tr.precision,
-        strategy=make_strategy(tr.strategy, module.model, cfg.objective.activation_checkpointing),
+        strategy=make_strategy(tr.strategy, module.model),
         use_distributed_sampler=False,  # the loaders shard by rank themselves (data/datamodule.py)
         log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
         enable_progress_bar=tr.enable_progress_bar,

@@ -232,11 +232,15 @@ class SolarDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         """This rank's share of the val batches (the Trainer injects no sampler: every row is
-        evaluated once over all ranks, none repeated to even out the shares)."""
+        counted once over all ranks). Every rank runs as many batches, because under FSDP each
+        forward all-gathers the layers with the other ranks: a rank one batch short repeats its
+        first, marked ``repeat`` so that the objective runs it and does not count it."""
         rank, world = self._world()
         rows = [self.val_rows[i] for i in range(len(self.val_rows))]
         batches = [self.collate(rows[i:i + self.mbs]) for i in range(0, len(rows), self.mbs)]
-        return torch.utils.data.DataLoader(batches[rank::world], batch_size=None)  # collated
+        mine = batches[rank::world]
+        mine += [{**batches[0], "repeat": True}] * (-(-len(batches) // world) - len(mine))
+        return torch.utils.data.DataLoader(mine, batch_size=None)  # already collated
 
     # Resume: the loader's position is the number of optimizer steps already taken.
     def state_dict(self) -> dict:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from solar.data.encode import IGNORE
+from solar.distributed import is_sharded, shard
 from solar.modeling import attention_implementation, load_model
 from solar.objectives.reference import plain_lm_head
 
@@ -43,11 +44,10 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
 
 
 def clip_gradients(module: L.LightningModule, optimizer, max_norm: float) -> None:
-    """Clip the global gradient norm; FSDP's grads are sharded, so its own clip computes the norm
-    over every rank's shard (Lightning's norm clipping refuses FSDP)."""
-    from lightning.pytorch.strategies import FSDPStrategy
-    if isinstance(module.trainer.strategy, FSDPStrategy):
-        module.trainer.strategy.model.clip_grad_norm_(max_norm)
+    """Clip the global gradient norm. Under FSDP each rank holds a shard of every gradient
+    (DTensors): torch's clip reduces the norm over the shards of all ranks."""
+    if is_sharded(module.trainer):
+        torch.nn.utils.clip_grad_norm_(module.model.parameters(), max_norm)
     else:
         module.clip_gradients(optimizer, gradient_clip_val=max_norm,
                               gradient_clip_algorithm="norm")
@@ -59,13 +59,6 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _unwrapped(name: str) -> str:
-    """A parameter name without FSDP / activation-checkpoint wrapper prefixes."""
-    for wrapper in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module."):
-        name = name.replace(wrapper, "")
-    return name
 
 
 class CausalLMModule(L.LightningModule):
@@ -85,12 +78,18 @@ class CausalLMModule(L.LightningModule):
                                 seed=init_seed, attn=self.attn,
                                 trust_remote_code=trust_remote_code)
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep
-        if activation_checkpointing:  # per decoder layer (FSDP applies its own: stage.py)
-            self.model.gradient_checkpointing_enable()
-        # decided before any wrapping: FSDP (use_orig_params) shows parameters as flat shards
+        if activation_checkpointing:  # per decoder layer, also the FSDP shard unit
+            self.model.activation_checkpointing_enable()
         self._no_decay = {n for n, p in self.model.named_parameters() if p.ndim < 2}
         self.tokens_seen = 0
         self._val_sums = [0.0, 0]
+
+    def configure_model(self) -> None:
+        """Under trainer.strategy=fsdp, shard the policy over every process (before the optimizer
+        is built, so AdamW's state is sharded too). Other strategies: nothing to do."""
+        from torch.distributed.fsdp import FSDPModule
+        if is_sharded(self.trainer) and not isinstance(self.model, FSDPModule):
+            shard(self.model, self.device_mesh, self.trainer.precision)
 
     def on_fit_start(self) -> None:
         self.print(f"attention implementation: {self.attn}")
@@ -125,8 +124,9 @@ class CausalLMModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss_sum, n = token_loss_sum(self.model, batch)
-        self._val_sums[0] += float(loss_sum)
-        self._val_sums[1] += n
+        if not batch.get("repeat"):  # a repeat only keeps the ranks' collectives in step
+            self._val_sums[0] += float(loss_sum)
+            self._val_sums[1] += n
 
     def on_validation_epoch_end(self) -> None:
         # token-weighted over every rank's share of the val batches (not a mean of rank means)
@@ -137,7 +137,7 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        named = [(_unwrapped(n), p) for n, p in self.model.named_parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         decay = [p for n, p in named if n not in self._no_decay]
         no_decay = [p for n, p in named if n in self._no_decay]
         # fused: one kernel per step instead of ~10 elementwise ops per parameter (CPU and CUDA)

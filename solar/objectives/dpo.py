@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from solar.distributed import is_sharded, shard
 from solar.modeling import load_model
 from solar.objectives.base import CausalLMModule, clip_gradients
 from solar.objectives.reference import (
@@ -89,7 +90,10 @@ class DPOModule(CausalLMModule):
         if self.reference_model is None:
             raise FileNotFoundError("the reference model is gone: a resumed run needs its cached "
                                     "reference log-probs or a saved reference checkpoint")
-        return load_model(self.reference_model, attn=self.attn).to(self.device)
+        model = load_model(self.reference_model, attn=self.attn)
+        if is_sharded(self.trainer):  # each rank keeps 1/N of the reference on its device too
+            return shard(model, self.device_mesh, self.trainer.precision)
+        return model.to(self.device)
 
     def on_train_start(self) -> None:
         if self.reference == "live":
@@ -97,10 +101,7 @@ class DPOModule(CausalLMModule):
                 ref = self._load_reference().eval().requires_grad_(False)
                 self.__dict__["_live_reference"] = ref
             return
-        from lightning.pytorch.strategies import FSDPStrategy
-        # under FSDP the root's parameters are gathered only inside its forward: the precompute
-        # then runs at the start of the first training_step (which Lightning calls through it)
-        if self.ref_logps is None and not isinstance(self.trainer.strategy, FSDPStrategy):
+        if self.ref_logps is None:
             self.ref_logps = self.precompute_reference()
 
     def precompute_reference(self) -> dict[str, torch.Tensor]:
@@ -150,8 +151,6 @@ class DPOModule(CausalLMModule):
                 "logps/chosen": pi_c.detach(), "logps/rejected": pi_r.detach()}
 
     def training_step(self, micro_batches: list[dict], batch_idx: int):
-        if self.reference == "precomputed" and self.ref_logps is None:  # FSDP (on_train_start)
-            self.ref_logps = self.precompute_reference()
         start = time.perf_counter()
         opt, sched = self.optimizers(), self.lr_schedulers()
         pairs = torch.tensor(sum(b["n_pairs"] for b in micro_batches), device=self.device)
@@ -186,6 +185,8 @@ class DPOModule(CausalLMModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         terms = self.pair_terms(batch, "val")
+        if batch.get("repeat"):  # a repeat only keeps the ranks' collectives in step
+            return
         self._val.append(torch.stack([terms[k].detach().sum() for k in METRICS] +
                                      [torch.tensor(float(batch["n_pairs"]), device=self.device)]))
 

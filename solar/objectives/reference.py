@@ -54,7 +54,11 @@ def _hashes(files: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, str], .
 
 def plain_lm_head(model) -> torch.nn.Linear | None:
     """The LM head when logits are a plain linear map of the decoder's last hidden state (Llama,
-    Mistral, Qwen2 ...); None for heads with soft-capping or scaling (then full logits are used)."""
+    Mistral, Qwen2 ...); None for heads with soft-capping or scaling, and under FSDP, whose root
+    forward is what all-gathers the embeddings, final norm and head (then full logits are used)."""
+    from torch.distributed.fsdp import FSDPModule
+    if isinstance(model, FSDPModule):
+        return None
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     config = getattr(model, "config", None)
     decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
@@ -104,11 +108,15 @@ def compute_logps(model, rows, collate, batch_size: int, device: torch.device, r
     # longest first, similar lengths together: little padding, and an out-of-memory shows at once
     lengths = [max(len(c), len(r)) for c, r in zip(rows["chosen_ids"], rows["rejected_ids"])]
     mine = sorted(range(rank, len(rows), world_size), key=lambda i: -lengths[i])
-    for start in range(0, len(mine), batch_size):
-        batch = collate([rows[i] for i in mine[start:start + batch_size]])
+    # every rank runs as many forwards (under FSDP each one all-gathers the layers with the
+    # other ranks): a rank whose share ran out runs one on pair 0 and writes nothing
+    for start in range(0, -(-len(rows) // world_size), batch_size):
+        ids = mine[start:start + batch_size]
+        batch = collate([rows[i] for i in ids or [0]])
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         logps, _ = sequence_logps(model, batch)
-        out[batch["index"]] = torch.stack(logps.float().chunk(2), dim=1)
+        if ids:
+            out[batch["index"]] = torch.stack(logps.float().chunk(2), dim=1)
     model.train(was_training)
     return out
 
