@@ -189,3 +189,31 @@ def test_requeued_training_resumes_to_the_uninterrupted_result(tmp_path, cache_d
     a = load_file(run / "model" / "model.safetensors")
     b = load_file(ref_runs / "tiny" / "sft_v1" / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fsdp_training_runs_one_rank_per_slurm_task(tmp_path, cache_dir):
+    """`hydra/launcher=slurm` with 2 tasks and `trainer.devices=2 trainer.strategy=fsdp`: Slurm
+    starts both ranks (Lightning's SLURMEnvironment reads them from SLURM_PROCID), each writes its
+    own checkpoint shard, rank 0 exports, and the result equals the same 2-rank FSDP run started
+    here by Lightning itself."""
+    args = ["+ablation=sft_v1", "scale=tiny", "trainer.max_steps=6",
+            "trainer.checkpoint_every_n_steps=6", "model.pretrained=null", "logger=csv",
+            "trainer.devices=2", "trainer.strategy=fsdp"]
+    runs = tmp_path / "runs"
+    out = solar("solar.train", "-m", *args, f"paths.runs={runs}", "hydra/launcher=slurm",
+                "resources.train.tasks_per_node=2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (job,) = (runs / "tiny" / "multirun").glob("*/.submitit/[0-9]*")  # the job id folder
+    logs = sorted(job.glob("*_log.err"))
+    assert [p.name.split("_")[1] for p in logs] == ["0", "1"]  # one task per rank
+    for rank, log in enumerate(logs):
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in log.read_text()
+    run = runs / "tiny" / "sft_v1"
+    assert sorted(p.name for p in (run / "checkpoints" / "last.ckpt").glob("*.distcp")) == \
+        ["__0_0.distcp", "__1_0.distcp"]
+    local = solar("solar.train", *args, f"paths.runs={tmp_path / 'local'}")  # 1 thread per rank
+    assert local.returncode == 0, local.stderr[-3000:]
+    a = load_file(run / "model" / "model.safetensors")
+    b = load_file(tmp_path / "local" / "tiny" / "sft_v1" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
