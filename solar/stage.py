@@ -153,4 +153,6 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
                                        for k in ("restarts", "resumed_at_steps")})
             write_json(stage_dir / "lineage.json", lineage)
         print(f"model: {model_out}")
+    # the other ranks wait for the export: the next sDPO step loads it as policy and reference
+    trainer.strategy.barrier("export")
     return model_out

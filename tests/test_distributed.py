@@ -287,6 +287,31 @@ def test_dpo_under_fsdp_trains_like_one_rank_and_caches_the_same_reference(fsdp)
     one_cache.unlink()
 
 
+def test_sdpo_under_fsdp_matches_one_rank(fsdp):
+    """sDPO's two steps in one process group: rank 1 waits for rank 0's export of step 1 (it is
+    step 2's policy and reference), and a val split of one batch (one rank runs it, the other a
+    repeat) still logs once. Both stages' losses and the final weights match one rank."""
+    root, _ = fsdp
+    sdpo = ["+ablation=sdpo", f"model.pretrained={root / 'one' / 'tiny' / 'sft_v3' / 'model'}",
+            "data.max_length=96", "objective.warmup_steps=2",
+            "data.sources.orca_dpo_pairs.max_samples=60",
+            "data.sources.ultrafeedback_clean.max_samples=60",
+            "data.sources.synth_math_alignment.max_samples=40"]
+    ok(train(root / "sdpo-two", root / "rec-sdpo-two", sdpo, ranks=2, b=2, strategy="fsdp"))
+    ok(train(root / "sdpo-one", root / "rec-sdpo-one", sdpo, ranks=1, b=4))
+    one = [r["loss"] for r in records(root / "rec-sdpo-one")]
+    two = [r["loss"] for r in records(root / "rec-sdpo-two")]
+    assert len(one) == len(two) == 2 * STEPS  # both sDPO steps ran, 8 optimizer steps each
+    loss_diff = max(abs(a - b) for a, b in zip(one, two))
+    weight_diff = max_diff(weights(root / "sdpo-one" / "tiny" / "sdpo" / "model"),
+                           weights(root / "sdpo-two" / "tiny" / "sdpo" / "model"))
+    print(f"FSDP sDPO: max loss diff per step {loss_diff:.2e}, max weight diff {weight_diff:.2e}")
+    assert loss_diff < 1e-5 and weight_diff < 5e-5
+    for run in ("sdpo-one", "sdpo-two"):
+        with open(root / run / "tiny" / "sdpo" / "steps" / "1-orca" / "metrics" / "metrics.csv") as f:
+            assert sum(1 for r in csv.DictReader(f) if r.get("val/loss")) == STEPS // EVERY
+
+
 # -- strategy construction and bad input (no processes) -------------------------------------------
 
 def solar_10_7b_on_meta():

@@ -191,7 +191,9 @@ class DPOModule(CausalLMModule):
                                      [torch.tensor(float(batch["n_pairs"]), device=self.device)]))
 
     def on_validation_epoch_end(self) -> None:
-        if self._val:
-            sums = self.all_gather(torch.stack(self._val).sum(0)).reshape(-1, len(METRICS) + 1)
-            sums = sums.sum(0)
+        # every rank joins the gather, also one whose share was only a repeat (none counted)
+        mine = torch.stack(self._val).sum(0) if self._val else \
+            torch.zeros(len(METRICS) + 1, device=self.device)
+        sums = self.all_gather(mine).reshape(-1, len(METRICS) + 1).sum(0)
+        if sums[-1] > 0:
             self.log_dict({f"val/{k}": v for k, v in zip(METRICS, sums[:-1] / sums[-1])})
