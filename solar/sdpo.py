@@ -16,6 +16,7 @@ the easiest data first, as in sDPO's easy-to-hard curriculum. The order is store
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def step_order(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer
     order, scores = list(range(len(steps))), {}
     if cfg.objective.order == "easy_to_hard":
         model = build_module(cfg, pretrained, tokenizer).model
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        # each rank scores on its own GPU (srun / Lightning start every rank before the Trainer)
+        local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
+        model.to(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
         for i, step in enumerate(steps):
             data = build_data(cfg, step_sources(cfg, step), tokenizer)
             data.setup()
