@@ -287,6 +287,21 @@ def test_dpo_under_fsdp_trains_like_one_rank_and_caches_the_same_reference(fsdp)
     one_cache.unlink()
 
 
+def test_fsdp_bf16_mixed_computes_in_bf16_and_keeps_fp32_master_weights(fsdp):
+    """trainer.precision=bf16-mixed (the paper-scale default): the layers are gathered and run in
+    bf16, so the losses leave the fp32 run's by bf16 round-off (not 0, not a different run), and
+    the sharded master weights, hence the export, stay fp32."""
+    root, _ = fsdp
+    ok(train(root / "fsdp-bf16", root / "rec-fsdp-bf16", [*SFT, "trainer.precision=bf16-mixed"],
+             ranks=2, b=2, strategy="fsdp"))
+    bf16, fp32 = losses(root / "rec-fsdp-bf16"), losses(root / "rec-fsdp")
+    diff = max(abs(bf16[s] - fp32[s]) for s in fp32)
+    print(f"FSDP bf16-mixed vs fp32: max loss diff per step {diff:.2e}")
+    assert 1e-4 < diff < 0.1
+    exported = weights(root / "fsdp-bf16" / "tiny" / "sft_v3" / "model")
+    assert {v.dtype for v in exported.values()} == {torch.float32}
+
+
 def test_sdpo_under_fsdp_matches_one_rank(fsdp):
     """sDPO's two steps in one process group: rank 1 waits for rank 0's export of step 1 (it is
     step 2's policy and reference), and a val split of one batch (one rank runs it, the other a
