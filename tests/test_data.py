@@ -214,6 +214,26 @@ def test_tokenized_cache_is_reused(cache_dir):
     assert dm2.train_rows["input_ids"] == dm.train_rows["input_ids"]
 
 
+def test_every_rank_runs_as_many_val_batches_and_each_row_counts_once(cache_dir, monkeypatch):
+    """Under FSDP every val forward is a collective: with 3 val batches over 2 ranks, rank 1 gets
+    one batch and a repeat (marked, not counted); the counted batches hold each val row once."""
+    tok = tiny_tokenizer(cache_dir)
+    dm = SolarDataModule({"alpaca_gpt4": {**ALPACA, "max_samples": 400}}, tok, world="tiny",
+                         cache_dir=cache_dir, max_length=128, packing=False, micro_batch_size=3)
+    dm.setup()
+    assert len(dm.val_rows) == 8  # 2% of 400: batches of 3, 3, 2
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dm, "_world", lambda rank=rank: (rank, 2))
+        shares.append(list(dm.val_dataloader()))
+    assert [[bool(b.get("repeat")) for b in share] for share in shares] == [[False, False],
+                                                                            [False, True]]
+    counted = sorted(tuple(x for x in row if x != tok.pad_token_id)
+                     for share in shares for b in share if not b.get("repeat")
+                     for row in b["input_ids"].tolist())
+    assert counted == sorted(tuple(r) for r in dm.val_rows["input_ids"])
+
+
 def test_decontamination_in_a_source_config_drops_planted_benchmark_rows(cache_dir, tmp_path):
     from solar.data.tiny.benchmarks import materialize_benchmarks
 

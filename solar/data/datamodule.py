@@ -239,7 +239,8 @@ class SolarDataModule(L.LightningDataModule):
         rows = [self.val_rows[i] for i in range(len(self.val_rows))]
         batches = [self.collate(rows[i:i + self.mbs]) for i in range(0, len(rows), self.mbs)]
         mine = batches[rank::world]
-        mine += [{**batches[0], "repeat": True}] * (-(-len(batches) // world) - len(mine))
+        if batches:
+            mine += [{**batches[0], "repeat": True}] * (-(-len(batches) // world) - len(mine))
         return torch.utils.data.DataLoader(mine, batch_size=None)  # already collated
 
     # Resume: the loader's position is the number of optimizer steps already taken.
