@@ -22,17 +22,21 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from solar.data.encode import IGNORE
 from solar.data.tiny.world import FAMILIES, facts, make_qa
+from solar.objectives.reference import sequence_logps
 
 
 def answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
     """Summed log-prob of ``answer``'s tokens following ``prompt`` (tokenized apart: the
-    boundary is exact)."""
+    boundary is exact), by the objectives' own ``sequence_logps``."""
     p = tokenizer(prompt, add_special_tokens=False).input_ids
     a = tokenizer(answer, add_special_tokens=False).input_ids
+    ids = torch.tensor([p + a])
+    batch = {"input_ids": ids, "labels": torch.tensor([[IGNORE] * len(p) + a]),
+             "attention_mask": torch.ones_like(ids), "position_ids": torch.arange(ids.shape[1])[None]}
     with torch.no_grad():
-        logits = model(torch.tensor([p + a])).logits[0, len(p) - 1:-1]
-    return float(logits.log_softmax(-1).gather(1, torch.tensor(a)[:, None]).sum())
+        return float(sequence_logps(model, batch)[0][0])
 
 
 def family_scores(path: Path, items: list) -> dict[tuple[str, str], tuple[float, float]]:
