@@ -214,6 +214,44 @@ def test_tokenized_cache_is_reused(cache_dir):
     assert dm2.train_rows["input_ids"] == dm.train_rows["input_ids"]
 
 
+def test_tokenized_cache_is_rebuilt_when_the_rows_change(cache_dir, tmp_path, monkeypatch):
+    """The cache is keyed by the source files too: a changed tiny generator or an edited local file
+    is tokenized again, never served from the rows cached before the change (a session trained
+    its DPO probes on stale pairs this way)."""
+    from solar.data.tiny import sources
+
+    tok = tiny_tokenizer(cache_dir)
+
+    def module(spec):
+        dm = SolarDataModule({"alpaca_gpt4": spec}, tok, world="tiny", cache_dir=tmp_path,
+                             max_length=128, micro_batch_size=4, val_fraction=0.0)
+        dm.setup()
+        return dm
+
+    def outputs(dm):  # the assistant tokens the rows train on
+        return tok.decode([t for row in dm.train_rows["labels"] for t in row if t != IGNORE])
+
+    spec = {**ALPACA, "max_samples": 32}
+    before = module(spec)
+    assert "ZEBRA!" not in outputs(before)
+
+    def shouting(n, seed):
+        return [{**row, "output": row["output"] + " ZEBRA!"} for row in sources.alpaca_gpt4(n, seed)]
+    monkeypatch.setitem(tiny.GENERATORS, "alpaca_gpt4", (shouting, 2000, "train"))
+    after = module(spec)
+    assert after.cache_path != before.cache_path
+    assert outputs(after).count("ZEBRA!") == 32
+
+    local = tmp_path / "alpaca.jsonl"
+    rows = sources.alpaca_gpt4(16, 0)
+    local.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first = module({**spec, "data_files": str(local)})
+    local.write_text("".join(json.dumps({**r, "output": "MOUSE"}) + "\n" for r in rows))
+    edited = module({**spec, "data_files": str(local)})
+    assert edited.cache_path != first.cache_path
+    assert "MOUSE" not in outputs(first) and outputs(edited).count("MOUSE") == 16
+
+
 def test_every_rank_runs_as_many_val_batches_and_each_row_counts_once(cache_dir, monkeypatch):
     """Under FSDP every val forward is a collective: with 3 val batches over 2 ranks, rank 1 gets
     one batch and a repeat (marked, not counted); the counted batches hold each val row once."""

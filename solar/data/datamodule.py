@@ -20,7 +20,7 @@ import torch
 
 from solar.data.encode import IGNORE, encode_chat, encode_text
 from solar.data.packing import concat_row, pack
-from solar.data.sources import EmptySourceError, prepare_source
+from solar.data.sources import EmptySourceError, files_fingerprint, prepare_source
 
 CACHE_VERSION = 1
 ROWS = datasets.Features({k: datasets.Sequence(datasets.Value("int32"))
@@ -130,6 +130,8 @@ class SolarDataModule(L.LightningDataModule):
         self.group_by_length, self.padding_free = group_by_length, padding_free
         self.recipe = {
             "version": CACHE_VERSION, "sources": sources, "world": world, "objective": objective,
+            "files": {name: files_fingerprint(name, spec, world, cache_dir)
+                      for name, spec in sources.items()},
             "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length,
             "packing": packing, "val_fraction": val_fraction, "seed": seed,
         }

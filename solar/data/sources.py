@@ -72,6 +72,43 @@ def _load_local(name: str, files: list[str]) -> datasets.Dataset:
                           f"{str(cause)[:200]}") from None
 
 
+def local_files(name: str, spec: dict, world: str,
+                cache_dir: str | os.PathLike) -> list[str] | None:
+    """The local files source ``name`` is read from (``data_files``, or the tiny world's generated
+    file, written once under ``cache_dir``); None for a hub dataset. A missing file names it."""
+    files = spec.get("data_files")
+    if files is None and world == "tiny":
+        files = str(tiny.materialize(spec.get("tiny") or name, cache_dir, seed=spec.get("seed", 0)))
+    if files is None:
+        return None
+    files = [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
+    for f in files:
+        if not glob.glob(f):
+            raise FileNotFoundError(f"source '{name}': data file {f} does not exist")
+    return files
+
+
+def files_fingerprint(name: str, spec: dict, world: str, cache_dir: str | os.PathLike):
+    """(path, size, mtime in ns) of every local file source ``name`` reads (per part for a joined
+    source such as Synth. Math-Alignment's questions + solutions; None for a hub dataset). Part of
+    the tokenized cache's recipe, so an edited local file, or a changed tiny generator (its file
+    name carries a digest of its rows), is tokenized again instead of the rows cached before the
+    change being trained on. Metadata, not content: hashing a multi-GB corpus would cost minutes."""
+    parts = {key: files_fingerprint(f"{name}.{key}", sub, world, cache_dir)
+             for key, sub in spec.items() if isinstance(sub, dict) and "schema" in sub}
+    if parts:
+        return parts
+    files = local_files(name, spec, world, cache_dir)
+    if files is None:
+        return None
+    if spec.get("data_files") is None:
+        # a generated tiny file: its name holds its rows' digest, and its mtime differs between
+        # ranks that generated it side by side, which must still agree on one cache
+        return [f"{Path(f).parent.name}/{Path(f).name}" for f in files]
+    paths = sorted(p for f in files for p in glob.glob(f))
+    return [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+
+
 def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike) -> datasets.Dataset:
     """The raw rows of source ``name`` as a ``datasets.Dataset`` in its hub schema.
 
@@ -79,14 +116,8 @@ def load_source(name: str, spec: dict, world: str, cache_dir: str | os.PathLike)
     (default: the source's name) and loads that file like any local file. A list ``config_name``
     (e.g. the seven subject configs of EleutherAI/hendrycks_math) loads and concatenates each.
     """
-    files = spec.get("data_files")
-    if files is None and world == "tiny":
-        files = str(tiny.materialize(spec.get("tiny") or name, cache_dir, seed=spec.get("seed", 0)))
+    files = local_files(name, spec, world, cache_dir)
     if files is not None:
-        files = [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
-        for f in files:
-            if not glob.glob(f):
-                raise FileNotFoundError(f"source '{name}': data file {f} does not exist")
         ds = _load_local(name, files)
         where = ", ".join(files)
     else:
