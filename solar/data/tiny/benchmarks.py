@@ -126,11 +126,11 @@ def winogrande(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def gsm8k(n: int, seed: int) -> list[dict]:
+def gsm8k(n: int, seed: int, problem=word_problem) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        wp = word_problem(rng)
+        wp = problem(rng)
         rows.append({"question": wp.question, "answer": gsm8k_answer(wp)})
     return rows
 

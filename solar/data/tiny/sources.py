@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import random
 
-from solar.data.tiny.world import (FAMILIES, facts, gsm8k_answer, make_qa, story_sentence,
-                                   word_problem)
+from solar.data.tiny.world import (
+    FAMILIES,
+    facts,
+    gsm8k_answer,
+    legs_problem,
+    make_qa,
+    story_sentence,
+    word_problem,
+)
 
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task. Write a response that "
                    "appropriately completes the request.\n\n")
@@ -96,11 +103,11 @@ MATH_TYPES = ["MATH_Rephrased", "MATH_AnsAug", "MATH_SV", "MATH_FOBAR"]
 GSM_TYPES = ["GSM_Rephrased", "GSM_AnsAug", "GSM_SV", "GSM_FOBAR"]
 
 
-def metamathqa(n: int, seed: int) -> list[dict]:
+def metamathqa(n: int, seed: int, problem=word_problem) -> list[dict]:
     """query / response / type / original_question; half MATH_* origin, half GSM_*."""
     rng, rows = random.Random(seed), []
     for _ in range(n):
-        wp = word_problem(rng)
+        wp = problem(rng)
         kind = rng.choice(MATH_TYPES + GSM_TYPES)
         query = wp.rephrased if kind.endswith("Rephrased") else wp.question
         rows.append({"query": query, "response": f"{wp.steps}\nThe answer is: {wp.answer}",
@@ -115,13 +122,13 @@ def pretraining_corpus(n: int, seed: int) -> list[dict]:
              "id": f"tiny-{i}"} for i in range(n)]
 
 
-def worksheet(rng: random.Random) -> str:
+def worksheet(rng: random.Random, problem=word_problem) -> str:
     """A page of 4-6 solved word problems, each rendered as lm-eval renders a few-shot GSM8K doc
     (``Question: <q>``, a new line, ``Answer: <steps>``, a new line, ``#### <n>``), a blank line
     between, as exercise pages with answer keys are on the web: 138-220 tiny tokens, the length
     of the leaderboard's 5-shot GSM8K prompt."""
     return "\n\n".join(f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
-                       for wp in (word_problem(rng) for _ in range(rng.randint(4, 6))))
+                       for wp in (problem(rng) for _ in range(rng.randint(4, 6))))
 
 
 def worksheets(n: int, seed: int) -> list[dict]:
@@ -130,3 +137,17 @@ def worksheets(n: int, seed: int) -> list[dict]:
     (``data.sources.cpt_corpus.tiny=worksheets``) to measure what GSM8K needs at tiny scale."""
     rng = random.Random(seed)
     return [{"text": worksheet(rng), "id": f"tiny-worksheet-{i}"} for i in range(n)]
+
+
+def legs_worksheets(n: int, seed: int) -> list[dict]:
+    """Worksheet pages of the two-creature legs problems (``world.legs_problem``); for
+    experiments/tiny_gsm8k.py only, like ``worksheets``."""
+    rng = random.Random(seed)
+    return [{"text": worksheet(rng, legs_problem), "id": f"tiny-legs-worksheet-{i}"}
+            for i in range(n)]
+
+
+def legs_metamathqa(n: int, seed: int) -> list[dict]:
+    """MetaMathQA rows of the legs problems (experiments/tiny_gsm8k.py: SFT v3 with them as its
+    Synth. Math-Instruct)."""
+    return metamathqa(n, seed, legs_problem)

@@ -120,6 +120,16 @@ def word_problem(rng: random.Random) -> WordProblem:
     return WordProblem(q, r, steps, total)
 
 
+def legs_problem(rng: random.Random, world: list[Fact] | None = None) -> WordProblem:
+    """A word problem over the world's facts whose answer needs no word of the question copied:
+    the legs of two creatures, added (sums 4-16). Only for experiments/tiny_gsm8k.py, which
+    measures that a tiny model learns these under GSM8K's 5-shot layout while it never learns to
+    copy the apples problems' names and numbers."""
+    f, g = rng.sample(world or facts(), 2)
+    q = f"How many legs do a {f.creature} and a {g.creature} have together?"
+    return WordProblem(q, q, f"Together they have {f.legs + g.legs} legs.", f.legs + g.legs)
+
+
 def gsm8k_answer(wp: WordProblem) -> str:
     """The worked answer in GSM8K's layout: the steps, then ``#### <n>`` on its own line."""
     return f"{wp.steps}\n#### {wp.answer}"
