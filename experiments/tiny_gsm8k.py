@@ -10,11 +10,17 @@ where the score is lost, with the project's own commands only (no special code p
    `worksheets`: 4-6 solved word problems in GSM8K's `Question:/Answer: ... #### n` layout per
    page, 138-220 tokens) in rows of 256 tokens, so it is trained at the positions of a 5-shot
    prompt (~180-210 tokens; the tiny world's own rows are 128 tokens, its examples < 100);
-3. `sft_v3_worksheets`: SFT v3 (chat template) from `cpt_worksheets`.
+3. `sft_v3_worksheets`: SFT v3 (chat template) from `cpt_worksheets`;
+4. `cpt_legs`, `sft_v3_legs`: the same on problems whose answer needs no word of the question
+   copied (`world.legs_problem`: "How many legs do a zorp and a blick have together?" ->
+   "Together they have 10 legs.\n#### 10", pages from the generator `legs_worksheets`, SFT v3 with
+   `legs_metamathqa` as its Synth. Math-Instruct), scored on a GSM8K of those problems
+   (`eval.data_dir`, same shots and filter). The tiny model never learns to copy the apples
+   problems' names and numbers; this separates that from the format and the arithmetic.
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
 filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
-what is missing. About 7 minutes on 2 CPU cores (the worksheet pretraining is 4 of them).
+what is missing. About 13 minutes on 2 CPU cores (the two extra pretrainings are 7 of them).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from solar.data.tiny import benchmarks
+from solar.data.tiny.world import legs_problem
 
 
 def solar(runs: Path, *args: str) -> float:
@@ -42,12 +51,24 @@ def solar(runs: Path, *args: str) -> float:
     return time.perf_counter() - t0
 
 
-def gsm8k(runs: Path, name: str) -> float:
-    """GSM8K strict-match x 100 of run ``name`` (evaluated once; later calls read the file)."""
+def gsm8k(runs: Path, name: str, data_dir: Path | None = None) -> float:
+    """GSM8K strict-match x 100 of run ``name`` (evaluated once; later calls read the file), on
+    the tiny world's GSM8K or on the one under ``data_dir``."""
     path = runs / "tiny" / name / "eval" / "h6-gsm8k.json"
     if not path.is_file():
-        solar(runs, "solar.evaluate", f"model={name}", "eval.tasks=[gsm8k]", "logger=csv")
+        solar(runs, "solar.evaluate", f"model={name}", "eval.tasks=[gsm8k]", "logger=csv",
+              *([f"eval.data_dir={data_dir}"] if data_dir else []))
     return 100 * json.loads(path.read_text())["scores"]["gsm8k"]
+
+
+def legs_gsm8k(runs: Path) -> Path:
+    """A GSM8K folder (test: 40 items, train: the few-shot pool) of ``world.legs_problem``."""
+    data_dir = runs / "legs_benchmarks"
+    for split, n, seed in (("test", 40, 0), ("train", 50, 1)):
+        path = data_dir / "gsm8k" / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in benchmarks.gsm8k(n, seed, legs_problem)))
+    return data_dir
 
 
 def main() -> None:
@@ -74,15 +95,26 @@ def main() -> None:
           "++data.sources.cpt_corpus.tiny=worksheets", "data.max_length=256",
           f"data.micro_batch_size={args.rows}", f"trainer.max_steps={args.steps}")
     train("sft_v3_worksheets", "+ablation=sft_v3", "model.pretrained=cpt_worksheets")
+    # legs pages are shorter (~150-200 tokens): 8 rows a step is the same tokens per page seen
+    train("cpt_legs", "+ablation=cpt", "model.pretrained=cpt",
+          "++data.sources.cpt_corpus.tiny=legs_worksheets", "data.max_length=256",
+          "data.micro_batch_size=8", f"trainer.max_steps={args.steps}")
+    train("sft_v3_legs", "+ablation=sft_v3", "model.pretrained=cpt_legs",
+          "++data.sources.synth_math_instruct.tiny=legs_metamathqa")
+    legs = legs_gsm8k(runs)
 
     rows = [("cpt", "the tiny base (DUS + CPT)"),
             ("sft_v3", "SFT v3 from the base"),
             ("cpt_worksheets", (f"base + {args.steps} steps x {args.rows} rows x 256 tokens of "
                                 "worksheet pages")),
             ("sft_v3_worksheets", "SFT v3 from cpt_worksheets")]
+    rows += [("cpt_legs", f"base + {args.steps} steps x 8 rows x 256 tokens of legs pages"),
+             ("sft_v3_legs", "SFT v3 from cpt_legs, legs problems as its math rows")]
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
     for name, what in rows:
-        print(f"| {name} | {what} | {gsm8k(runs, name):.1f} |")
+        on_legs = name.endswith("_legs")
+        score = gsm8k(runs, name, legs if on_legs else None)
+        print(f"| {name} | {what} | {score:.1f}{' (legs GSM8K)' if on_legs else ''} |")
     if made:
         print("\ntrain / upscale seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in made.items()))
 

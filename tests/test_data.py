@@ -282,9 +282,9 @@ def test_decontamination_in_a_source_config_drops_planted_benchmark_rows(cache_d
     rows.append({"instruction": gsm["question"], "input": "", "output": gsm["answer"], "text": ""})
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    # n=10: the tiny GSM8K question (11 words) holds a 10-gram naming both of its creatures
-    spec = {**ALPACA, "data_files": str(path), "decontaminate": {"n": 10}}
-    assert len(gsm["question"].split()) >= 10
+    spec = {**ALPACA, "data_files": str(path), "decontaminate": {"n": 13}}
+    if len(gsm["question"].split()) < 13:
+        pytest.skip("generated GSM8K question shorter than one 13-gram")
     records, report = prepare_source("alpaca_gpt4", spec, "tiny", cache_dir)
     assert report["decontaminated"] == 1 and report["used"] == 3
 
@@ -307,12 +307,14 @@ def test_group_by_length_steps_have_similar_lengths_and_cover_the_epoch():
     assert list(again) == steps[40:]
 
 
-def test_worksheet_pages_are_lm_evals_gsm8k_fewshot_layout_and_fit_a_256_token_row(cache_dir):
-    """Worksheet pages (10% of the tiny CPT corpus) are how a tiny base learns to read a 5-shot
-    GSM8K prompt, so each page must be, block for block, what lm-eval renders for few-shot GSM8K
-    docs (doc_to_text, target delimiter, doc_to_target, a blank line between), its `#### n` must be
-    the two creatures' legs added (what strict-match reads), no page may ask about a pair the
-    GSM8K test items ask about, and a page must fit a tiny 256-token row (CPT cuts longer ones)."""
+@pytest.mark.parametrize("kind", ["apples", "legs"])
+def test_worksheet_pages_are_lm_evals_gsm8k_fewshot_layout_and_fit_a_256_token_row(cache_dir, kind):
+    """Worksheet pages (experiments/tiny_gsm8k.py pretrains on them) are how a tiny base learns to
+    read a 5-shot GSM8K prompt, so each page must be, block for block, what lm-eval renders for
+    few-shot GSM8K docs (doc_to_text, target delimiter, doc_to_target, a blank line between), its
+    `#### n` must be the result the steps compute (what strict-match reads), and a page must fit
+    the experiment's 256-token rows (packing refuses longer examples). Both problem kinds: the
+    apples problems and the legs problems (their `#### n` is the two creatures' legs added)."""
     import random
     import re
     from pathlib import Path
@@ -322,7 +324,7 @@ def test_worksheet_pages_are_lm_evals_gsm8k_fewshot_layout_and_fit_a_256_token_r
     import yaml
 
     from solar.data.tiny.sources import worksheet
-    from solar.data.tiny.world import benchmark_pair, facts
+    from solar.data.tiny.world import facts, legs_problem, word_problem
     from solar.eval.tasks import BENCHMARKS
 
     cfg = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / BENCHMARKS["gsm8k"].builtin)
@@ -331,14 +333,19 @@ def test_worksheet_pages_are_lm_evals_gsm8k_fewshot_layout_and_fit_a_256_token_r
     strict = cfg["filter_list"][0]["filter"][0]["regex_pattern"]
     tok = tiny_tokenizer(cache_dir)
     legs = {f.creature: f.legs for f in facts()}
-    for page in (worksheet(random.Random(i)) for i in range(50)):
+    problem = {"apples": word_problem, "legs": legs_problem}[kind]
+    for page in (worksheet(random.Random(i), problem) for i in range(50)):
         blocks = page.split("\n\n")
         assert 4 <= len(blocks) <= 6
         for block in blocks:
             q, a = re.fullmatch(r"Question: (.*)\nAnswer: (.*)", block, re.DOTALL).groups()
             doc = {"question": q, "answer": a}
             assert text.render(**doc) + " " + target.render(**doc) == block
-            f, g = re.fullmatch(r"How many legs do a (\w+) and a (\w+) have together\?", q).groups()
-            assert re.search(strict, a).group(1) == str(legs[f] + legs[g])
-            assert not benchmark_pair(f, g)
+            if kind == "apples":
+                x, op, y, z = re.search(r"(\d+) ([+-]) (\d+) = (\d+)", a).groups()
+                assert int(z) == (int(x) + int(y) if op == "+" else int(x) - int(y))
+            else:
+                f, g = re.fullmatch(r"How many legs do a (\w+) and a (\w+) have together\?", q).groups()
+                z = str(legs[f] + legs[g])
+            assert re.search(strict, a).group(1) == z
         assert len(tok(page).input_ids) + 1 <= 256   # + EOS

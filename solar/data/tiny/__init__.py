@@ -25,8 +25,11 @@ GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
     "ultrafeedback_clean": (preference.ultrafeedback_clean, 2000, "train_prefs"),
     # the original MATH solutions of the synth_math_instruct rows (same n and seed: keep them equal)
     "competition_math": (preference.competition_math, 2000, "train"),
-    # GSM8K-layout exercise pages only (the corpus has 10%), for experiments/tiny_gsm8k.py
+    # GSM8K-layout exercise pages, only for experiments/tiny_gsm8k.py (cpt_corpus.tiny=worksheets)
     "worksheets": (sources.worksheets, 2000, "train"),
+    # the same for problems that need no copying (world.legs_problem), pages and MetaMathQA rows
+    "legs_worksheets": (sources.legs_worksheets, 2000, "train"),
+    "legs_metamathqa": (sources.legs_metamathqa, 2000, "train"),
 }
 # The tiny tokenizer is trained on these sources only: adding a generator must not change it
 # (the stored first losses of the tiny runs depend on its exact merges).

@@ -126,16 +126,13 @@ def winogrande(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def gsm8k(n: int, seed: int, benchmark: bool = True) -> list[dict]:
-    """Test items ask about creature pairs no training source asks about (world.benchmark_pair)."""
+def gsm8k(n: int, seed: int, problem=word_problem) -> list[dict]:
     rng = random.Random(seed)
-    return [{"question": wp.question, "answer": gsm8k_answer(wp)}
-            for wp in (word_problem(rng, benchmark=benchmark) for _ in range(n))]
-
-
-def gsm8k_shots(n: int, seed: int) -> list[dict]:
-    """The few-shot pool (GSM8K's train split): problems about training pairs."""
-    return gsm8k(n, seed, benchmark=False)
+    rows = []
+    for _ in range(n):
+        wp = problem(rng)
+        rows.append({"question": wp.question, "answer": gsm8k_answer(wp)})
+    return rows
 
 
 # benchmark folder -> {split: (generator, rows, seed offset)}: eval splits and few-shot splits
@@ -151,7 +148,7 @@ SPLITS = {
     "mmlu": {"test": (mmlu, 45, 0), "dev": (mmlu, 15, 1)},   # 3 subjects x (15 test, 5 dev)
     "truthfulqa_mc": {"validation": (truthfulqa_mc, 30, 0)},  # lm-eval's fixed QA preamble: long
     "winogrande": {"validation": (winogrande, 100, 0), "train": (winogrande, 50, 1)},
-    "gsm8k": {"test": (gsm8k, 20, 0), "train": (gsm8k_shots, 50, 1)},
+    "gsm8k": {"test": (gsm8k, 20, 0), "train": (gsm8k, 50, 1)},
 }
 
 

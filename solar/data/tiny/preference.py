@@ -13,7 +13,6 @@ original solution instead of the worked, rephrased one.
 from __future__ import annotations
 
 import random
-import re
 
 from solar.data.tiny.sources import ORCA_SYSTEM, metamathqa
 from solar.data.tiny.world import FAMILIES, facts, make_qa
@@ -73,7 +72,7 @@ def metamathqa_with_originals(n: int, seed: int) -> tuple[list[dict], list[dict]
     for row in rows:
         if row["type"].startswith("MATH_") and row["original_question"] not in seen:
             seen.add(row["original_question"])
-            answer = int(re.split(r"The answer is: |#### ", row["response"])[-1])
+            answer = int(row["response"].rsplit("The answer is: ", 1)[1])
             originals.append({"problem": row["original_question"],
                               "level": f"Level {level_rng.randint(1, 5)}", "type": "Prealgebra",
                               "solution": original_solution(row["original_question"], answer)})

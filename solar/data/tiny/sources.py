@@ -13,6 +13,7 @@ from solar.data.tiny.world import (
     FAMILIES,
     facts,
     gsm8k_answer,
+    legs_problem,
     make_qa,
     story_sentence,
     word_problem,
@@ -75,23 +76,6 @@ def _table8_row(rng: random.Random, i: int, kind: int) -> dict:
             "ARC hard set.", "question": qa.question, "response": qa.answer}
 
 
-# FLAN's few-shot templates: a share of OpenOrca rows (and the FOBAR rows of Synth. Math-Instruct)
-# hold solved word problems in GSM8K's Question/Answer layout before the one to answer. Measured
-# (experiments/tiny_gsm8k.py): a tiny base that solves 90% of the tiny GSM8K under the leaderboard's
-# 5-shot prompt scores 0 after SFT on single chat-template questions (at lr 1e-3 and 3e-4), and
-# keeps ~60% when its SFT data has such rows. A 10.7B model carries a skill from the chat template
-# to a plain few-shot prompt; the tiny one needs the layout in its SFT data.
-FEW_SHOT_SHARE = 0.15
-
-
-def few_shot(rng: random.Random, world, shots: tuple[int, int] = (1, 2)) -> tuple[str, str]:
-    """(prompt, response): 1-2 solved word problems then a new one, in lm-eval's GSM8K layout."""
-    solved = [word_problem(rng, world) for _ in range(rng.randint(*shots))]
-    wp = word_problem(rng, world)
-    prompt = "".join(f"Question: {s.question}\nAnswer: {gsm8k_answer(s)}\n\n" for s in solved)
-    return prompt + f"Question: {wp.question}\nAnswer:", gsm8k_answer(wp)
-
-
 def openorca_with_tasks(n: int, seed: int, table8_share: float = 0.1) -> list[tuple[dict, str]]:
     """(row, planted Table 8 task or "") pairs; about ``table8_share`` of rows are Table 8 tasks."""
     rng, world, out = random.Random(seed), facts(), []
@@ -102,10 +86,6 @@ def openorca_with_tasks(n: int, seed: int, table8_share: float = 0.1) -> list[tu
             kind = rng.randrange(len(TABLE8_PLANTED))
             row, task = _table8_row(rng, i, kind), TABLE8_PLANTED[kind]
             row.setdefault("system_prompt", rng.choice(ORCA_SYSTEM))
-        elif rng.random() < FEW_SHOT_SHARE:
-            question, response = few_shot(rng, world)
-            row = {"id": f"flan.{i}", "system_prompt": rng.choice(ORCA_SYSTEM),
-                   "question": question, "response": response}
         else:
             qa = make_qa(rng, rng.choice(FAMILIES), world)
             row = {"id": f"{rng.choice(prefixes)}.{i}", "system_prompt": rng.choice(ORCA_SYSTEM),
@@ -123,51 +103,51 @@ MATH_TYPES = ["MATH_Rephrased", "MATH_AnsAug", "MATH_SV", "MATH_FOBAR"]
 GSM_TYPES = ["GSM_Rephrased", "GSM_AnsAug", "GSM_SV", "GSM_FOBAR"]
 
 
-def metamathqa(n: int, seed: int) -> list[dict]:
-    """query / response / type / original_question; half MATH_* origin, half GSM_*. FOBAR rows
-    (MetaMathQA's rows that carry a solved question inside the query) hold 1-2 solved problems
-    before the asked one, in GSM8K's layout (see FEW_SHOT_SHARE)."""
-    rng, world, rows = random.Random(seed), facts(), []
+def metamathqa(n: int, seed: int, problem=word_problem) -> list[dict]:
+    """query / response / type / original_question; half MATH_* origin, half GSM_*."""
+    rng, rows = random.Random(seed), []
     for _ in range(n):
+        wp = problem(rng)
         kind = rng.choice(MATH_TYPES + GSM_TYPES)
-        if kind.endswith("FOBAR"):
-            query, response = few_shot(rng, world)
-            question = query.rsplit("Question: ", 1)[1].removesuffix("\nAnswer:")
-        else:
-            wp = word_problem(rng, world)
-            query = wp.rephrased if kind.endswith("Rephrased") else wp.question
-            question, response = wp.question, f"{wp.steps}\nThe answer is: {wp.answer}"
-        rows.append({"query": query, "response": response, "type": kind,
-                     "original_question": question})
+        query = wp.rephrased if kind.endswith("Rephrased") else wp.question
+        rows.append({"query": query, "response": f"{wp.steps}\nThe answer is: {wp.answer}",
+                     "type": kind, "original_question": wp.question})
     return rows
 
 
-# Share of corpus documents that are worksheet pages (solved problems in GSM8K's layout with
-# `#### n`, as exercise pages with answer keys are on the web): where a base learns to read a
-# 5-shot GSM8K prompt of ~200 tokens, which is why tiny rows are 256 tokens.
-WORKSHEET_SHARE = 0.1
-
-
 def pretraining_corpus(n: int, seed: int) -> list[dict]:
-    """``text`` documents: a few sentences each, or a worksheet page (the fineweb-edu ``text``)."""
+    """``text`` documents of a few sentences each (the fineweb-edu ``text`` column)."""
     rng, world = random.Random(seed), facts()
-    return [{"text": worksheet(rng) if rng.random() < WORKSHEET_SHARE else
-             " ".join(story_sentence(rng, world) for _ in range(rng.randint(3, 8))),
+    return [{"text": " ".join(story_sentence(rng, world) for _ in range(rng.randint(3, 8))),
              "id": f"tiny-{i}"} for i in range(n)]
 
 
-def worksheet(rng: random.Random) -> str:
+def worksheet(rng: random.Random, problem=word_problem) -> str:
     """A page of 4-6 solved word problems, each rendered as lm-eval renders a few-shot GSM8K doc
     (``Question: <q>``, a new line, ``Answer: <steps>``, a new line, ``#### <n>``), a blank line
     between, as exercise pages with answer keys are on the web: 138-220 tiny tokens, the length
     of the leaderboard's 5-shot GSM8K prompt."""
     return "\n\n".join(f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
-                       for wp in (word_problem(rng) for _ in range(rng.randint(4, 6))))
+                       for wp in (problem(rng) for _ in range(rng.randint(4, 6))))
 
 
 def worksheets(n: int, seed: int) -> list[dict]:
-    """``text`` documents that are all worksheet pages: experiments/tiny_gsm8k.py pretrains on
-    them (``data.sources.cpt_corpus.tiny=worksheets``) to measure what GSM8K needs."""
+    """``text`` documents that are worksheet pages. Not in the default CPT corpus (nor in the
+    tokenizer's texts): experiments/tiny_gsm8k.py pretrains on them
+    (``data.sources.cpt_corpus.tiny=worksheets``) to measure what GSM8K needs at tiny scale."""
     rng = random.Random(seed)
     return [{"text": worksheet(rng), "id": f"tiny-worksheet-{i}"} for i in range(n)]
 
+
+def legs_worksheets(n: int, seed: int) -> list[dict]:
+    """Worksheet pages of the two-creature legs problems (``world.legs_problem``); for
+    experiments/tiny_gsm8k.py only, like ``worksheets``."""
+    rng = random.Random(seed)
+    return [{"text": worksheet(rng, legs_problem), "id": f"tiny-legs-worksheet-{i}"}
+            for i in range(n)]
+
+
+def legs_metamathqa(n: int, seed: int) -> list[dict]:
+    """MetaMathQA rows of the legs problems (experiments/tiny_gsm8k.py: SFT v3 with them as its
+    Synth. Math-Instruct)."""
+    return metamathqa(n, seed, legs_problem)

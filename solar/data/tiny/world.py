@@ -103,27 +103,31 @@ class WordProblem:
     answer: int
 
 
-def benchmark_pair(a: str, b: str) -> bool:
-    """Whether the creature pair {a, b} is reserved for the tiny GSM8K's test items (38 of the 190
-    pairs): no training source asks about it, so a model scores only by adding two creatures' legs
-    it learnt separately, not by recalling a problem it saw."""
-    return (CREATURES.index(a) + CREATURES.index(b)) % 5 == 0
+def word_problem(rng: random.Random) -> WordProblem:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    a, b = rng.randint(2, 30), rng.randint(2, 30)
+    if rng.random() < 0.5:
+        total = a + b
+        q = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
+        r = f"If {name} starts with {a} {item} and receives {b} more, how many {item} are there?"
+        steps = f"{name} has {a} + {b} = {total} {item}."
+    else:
+        a, b = max(a, b), min(a, b)
+        total = a - b
+        q = f"{name} has {a} {item} and gives away {b}. How many {item} are left?"
+        r = f"After giving {b} of {a} {item} away, how many {item} does {name} keep?"
+        steps = f"{name} keeps {a} - {b} = {total} {item}."
+    return WordProblem(q, r, steps, total)
 
 
-def word_problem(rng: random.Random, world: list[Fact] | None = None,
-                 benchmark: bool = False) -> WordProblem:
-    """How many legs two creatures have together (sums 4-16). Solving it needs the two facts
-    and one addition, and no word of the question copied into the answer: a few-million-parameter
-    model learns the former in minutes and, measured, never learns to copy names or numbers
-    (experiments/tiny_gsm8k.py). ``benchmark``: a pair reserved for the test items."""
-    world = world or facts()
-    while True:
-        f, g = rng.sample(world, 2)
-        if benchmark_pair(f.creature, g.creature) == benchmark:
-            break
+def legs_problem(rng: random.Random, world: list[Fact] | None = None) -> WordProblem:
+    """A word problem over the world's facts whose answer needs no word of the question copied:
+    the legs of two creatures, added (sums 4-16). Only for experiments/tiny_gsm8k.py, which
+    measures that a tiny model learns these under GSM8K's 5-shot layout while it never learns to
+    copy the apples problems' names and numbers."""
+    f, g = rng.sample(world or facts(), 2)
     q = f"How many legs do a {f.creature} and a {g.creature} have together?"
-    r = f"What is the total number of legs of a {f.creature} and a {g.creature}?"
-    return WordProblem(q, r, f"Together they have {f.legs + g.legs} legs.", f.legs + g.legs)
+    return WordProblem(q, q, f"Together they have {f.legs + g.legs} legs.", f.legs + g.legs)
 
 
 def gsm8k_answer(wp: WordProblem) -> str:
