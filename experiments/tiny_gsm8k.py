@@ -11,10 +11,11 @@ where the score is lost, with the project's own commands only (no special code p
    page, 138-220 tokens) in rows of 256 tokens, so it is trained at the positions of a 5-shot
    prompt (~180-210 tokens; the tiny world's own rows are 128 tokens, its examples < 100);
 3. `sft_v3_worksheets`: SFT v3 (chat template) from `cpt_worksheets`;
-4. `cpt_legs`, `sft_v3_legs`: the same on problems whose answer needs no word of the question
-   copied (`world.legs_problem`: "How many legs do a zorp and a blick have together?" ->
-   "Together they have 10 legs.\n#### 10", pages from the generator `legs_worksheets`, SFT v3 with
-   `legs_metamathqa` as its Synth. Math-Instruct), scored on a GSM8K of those problems
+4. `cpt_legs`, `sft_v3_legs`, `sft_v3_legs_fewshot`: the same on problems whose answer needs no
+   word of the question copied (`world.legs_problem`: "How many legs do a zorp and a blick have
+   together?" -> "Together they have 10 legs.\n#### 10", pages from the generator `legs_worksheets`, SFT v3 with
+   `legs_metamathqa` as its Synth. Math-Instruct, or `legs_fewshot_metamathqa`, whose queries hold
+   solved problems in GSM8K's layout), scored on a GSM8K of those problems
    (`eval.data_dir`, same shots and filter). The tiny model never learns to copy the apples
    problems' names and numbers; this separates that from the format and the arithmetic.
 
@@ -101,6 +102,8 @@ def main() -> None:
           "data.micro_batch_size=8", f"trainer.max_steps={args.steps}")
     train("sft_v3_legs", "+ablation=sft_v3", "model.pretrained=cpt_legs",
           "++data.sources.synth_math_instruct.tiny=legs_metamathqa")
+    train("sft_v3_legs_fewshot", "+ablation=sft_v3", "model.pretrained=cpt_legs",
+          "++data.sources.synth_math_instruct.tiny=legs_fewshot_metamathqa", "data.max_length=256")
     legs = legs_gsm8k(runs)
 
     rows = [("cpt", "the tiny base (DUS + CPT)"),
@@ -109,10 +112,12 @@ def main() -> None:
                                 "worksheet pages")),
             ("sft_v3_worksheets", "SFT v3 from cpt_worksheets")]
     rows += [("cpt_legs", f"base + {args.steps} steps x 8 rows x 256 tokens of legs pages"),
-             ("sft_v3_legs", "SFT v3 from cpt_legs, legs problems as its math rows")]
+             ("sft_v3_legs", "SFT v3 from cpt_legs, legs problems as its math rows"),
+             ("sft_v3_legs_fewshot", ("the same, its math rows holding 0-4 solved problems "
+                                      "in GSM8K's layout before the asked one"))]
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
     for name, what in rows:
-        on_legs = name.endswith("_legs")
+        on_legs = "_legs" in name
         score = gsm8k(runs, name, legs if on_legs else None)
         print(f"| {name} | {what} | {score:.1f}{' (legs GSM8K)' if on_legs else ''} |")
     if made:

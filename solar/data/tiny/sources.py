@@ -151,3 +151,19 @@ def legs_metamathqa(n: int, seed: int) -> list[dict]:
     """MetaMathQA rows of the legs problems (experiments/tiny_gsm8k.py: SFT v3 with them as its
     Synth. Math-Instruct)."""
     return metamathqa(n, seed, legs_problem)
+
+
+def legs_fewshot_metamathqa(n: int, seed: int) -> list[dict]:
+    """MetaMathQA rows (MATH_FOBAR, kept by the MATH-only filter) whose query holds 0-4 solved legs
+    problems in GSM8K's Question/Answer layout before the asked one, and whose response ends in
+    `#### n`: experiments/tiny_gsm8k.py measures that such rows keep a base's plain 5-shot GSM8K
+    answers through chat-template SFT, which single questions do not."""
+    rng, rows = random.Random(seed), []
+    for _ in range(n):
+        solved = [legs_problem(rng) for _ in range(rng.randint(0, 4))]
+        wp = legs_problem(rng)
+        query = "".join(f"Question: {s.question}\nAnswer: {gsm8k_answer(s)}\n\n" for s in solved)
+        rows.append({"query": query + f"Question: {wp.question}\nAnswer:",
+                     "response": gsm8k_answer(wp), "type": "MATH_FOBAR",
+                     "original_question": wp.question})
+    return rows
