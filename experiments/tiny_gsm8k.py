@@ -13,11 +13,12 @@ where the score is lost, with the project's own commands only (no special code p
 3. `sft_v3_worksheets`: SFT v3 (chat template) from `cpt_worksheets`;
 4. `cpt_legs`, `sft_v3_legs`, `sft_v3_legs_fewshot`: the same on problems whose answer needs no
    word of the question copied (`world.legs_problem`: "How many legs do a zorp and a blick have
-   together?" -> "Together they have 10 legs.\n#### 10", pages from the generator `legs_worksheets`, SFT v3 with
-   `legs_metamathqa` as its Synth. Math-Instruct, or `legs_fewshot_metamathqa`, whose queries hold
-   solved problems in GSM8K's layout), scored on a GSM8K of those problems
-   (`eval.data_dir`, same shots and filter). The tiny model never learns to copy the apples
-   problems' names and numbers; this separates that from the format and the arithmetic.
+   together?" -> "Together they have 10 legs.\n#### 10", pages from the generator
+   `legs_worksheets`, SFT v3 with `legs_metamathqa` as its Synth. Math-Instruct, or
+   `legs_fewshot_metamathqa`, whose queries hold solved problems in GSM8K's layout), scored on a
+   GSM8K of those problems (`eval.data_dir`, same shots and filter). The tiny model never learns
+   to copy the apples problems' names and numbers; this separates that from the format and the
+   arithmetic.
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
 filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
@@ -68,7 +69,8 @@ def legs_gsm8k(runs: Path) -> Path:
     for split, n, seed in (("test", 40, 0), ("train", 50, 1)):
         path = data_dir / "gsm8k" / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in benchmarks.gsm8k(n, seed, legs_problem)))
+        rows = benchmarks.gsm8k(n, seed, legs_problem)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return data_dir
 
 

@@ -127,8 +127,12 @@ def worksheet(rng: random.Random, problem=word_problem) -> str:
     (``Question: <q>``, a new line, ``Answer: <steps>``, a new line, ``#### <n>``), a blank line
     between, as exercise pages with answer keys are on the web: 138-220 tiny tokens, the length
     of the leaderboard's 5-shot GSM8K prompt."""
-    return "\n\n".join(f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
-                       for wp in (problem(rng) for _ in range(rng.randint(4, 6))))
+    return "\n\n".join(gsm8k_doc(problem(rng)) for _ in range(rng.randint(4, 6)))
+
+
+def gsm8k_doc(wp) -> str:
+    """One solved problem as lm-eval renders a few-shot GSM8K doc."""
+    return f"Question: {wp.question}\nAnswer: {gsm8k_answer(wp)}"
 
 
 def worksheets(n: int, seed: int) -> list[dict]:
@@ -162,7 +166,7 @@ def legs_fewshot_metamathqa(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         solved = [legs_problem(rng) for _ in range(rng.randint(0, 4))]
         wp = legs_problem(rng)
-        query = "".join(f"Question: {s.question}\nAnswer: {gsm8k_answer(s)}\n\n" for s in solved)
+        query = "".join(gsm8k_doc(s) + "\n\n" for s in solved)
         rows.append({"query": query + f"Question: {wp.question}\nAnswer:",
                      "response": gsm8k_answer(wp), "type": "MATH_FOBAR",
                      "original_question": wp.question})
