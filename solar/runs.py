@@ -214,10 +214,11 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON through a temp file + rename (readers never see a partial file)."""
+    """Write JSON through a temp file + rename (readers never see a partial file). The temp file
+    is the process's own: ranks that write the same file side by side do not rename each other's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
 

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from solar.objectives.reference import compute_logps, weight_hashes
@@ -101,12 +102,17 @@ def run_sdpo(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer,
             del module
         parent, parent_name = str(model_out), str(model_out)
     final = run_dir / "model"
-    with atomic_dir(final, overwrite=True) as tmp:
-        shutil.copytree(parent, tmp, dirs_exist_ok=True)
-        # before the rename, as for every stage (solar/stage.py): no published model without it
-        lineage = write_lineage(
-            tmp, method="sdpo", parents=[cfg.model.pretrained or "init:" + cfg.model.name],
-            params=OmegaConf.to_container(cfg.objective, resolve=True),
-            steps=[str(p) for p in sorted((run_dir / "steps").iterdir())])
-        write_json(run_dir / "lineage.json", lineage)
+    # every rank ran the steps; rank 0 alone publishes (another rank's atomic_dir would remove
+    # its temp dir as stale mid-copy), the others wait so that none reads a model not there yet
+    if rank_zero_only.rank == 0:
+        with atomic_dir(final, overwrite=True) as tmp:
+            shutil.copytree(parent, tmp, dirs_exist_ok=True)
+            # before the rename, as for every stage (solar/stage.py): no published model without it
+            lineage = write_lineage(
+                tmp, method="sdpo", parents=[cfg.model.pretrained or "init:" + cfg.model.name],
+                params=OmegaConf.to_container(cfg.objective, resolve=True),
+                steps=[str(p) for p in sorted((run_dir / "steps").iterdir())])
+            write_json(run_dir / "lineage.json", lineage)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
     return final
