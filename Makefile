@@ -29,6 +29,7 @@ demo: setup
 	$(PY) -m solar.train +ablation=sft_v3 scale=tiny
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 bench: setup

@@ -53,7 +53,7 @@ def step_order(cfg: DictConfig, run_dir: Path, pretrained: str | None, tokenizer
     if cfg.objective.order == "easy_to_hard":
         model = build_module(cfg, pretrained, tokenizer).model
         # each rank scores on its own GPU (srun / Lightning start every rank before the Trainer)
-        local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
+        local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
         model.to(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
         for i, step in enumerate(steps):
             data = build_data(cfg, step_sources(cfg, step), tokenizer)

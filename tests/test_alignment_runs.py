@@ -55,8 +55,8 @@ def test_tiny_dpo_v2_learns_the_held_out_preferences(sft_runs):
     assert float(val[-1]["val/rewards/margins"]) > 0
     train_rows = [r for r in metrics(run_dir) if r.get("train/rewards/chosen")]
     assert {"train/rewards/rejected", "train/rewards/margins", "train/logps/chosen",
-            "train/logps/rejected", "train/loss", "tokens_per_s", "pairs_per_s"} <= set(
-        k for k, v in train_rows[-1].items() if v)
+            "train/logps/rejected", "train/loss", "tokens_per_s", "pairs_per_s"} <= {
+        k for k, v in train_rows[-1].items() if v}
 
 
 SDPO = ["+ablation=sdpo", "trainer.max_steps=6", "trainer.checkpoint_every_n_steps=3",

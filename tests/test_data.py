@@ -24,7 +24,7 @@ def test_alpaca_loader_on_real_rows(shared_data):
     spec = {**ALPACA, "data_files": str(shared_data / "alpaca_gpt4" / "train.jsonl")}
     ds = load_source("alpaca_gpt4", spec, "hub", "/nonexistent")
     assert len(ds) == 300 and {"instruction", "input", "output", "text"} <= set(ds.column_names)
-    records, report = prepare_source("alpaca_gpt4", {**spec, "max_samples": 100}, "hub", "/x")
+    _records, report = prepare_source("alpaca_gpt4", {**spec, "max_samples": 100}, "hub", "/x")
     assert report == {"rows": 300, "used": 100}
     first = json.loads((shared_data / "alpaca_gpt4" / "train.jsonl").read_text().splitlines()[0])
     full = to_records("alpaca_gpt4", ds)
@@ -285,7 +285,7 @@ def test_decontamination_in_a_source_config_drops_planted_benchmark_rows(cache_d
     spec = {**ALPACA, "data_files": str(path), "decontaminate": {"n": 13}}
     if len(gsm["question"].split()) < 13:
         pytest.skip("generated GSM8K question shorter than one 13-gram")
-    records, report = prepare_source("alpaca_gpt4", spec, "tiny", cache_dir)
+    _records, report = prepare_source("alpaca_gpt4", spec, "tiny", cache_dir)
     assert report["decontaminated"] == 1 and report["used"] == 3
 
 
@@ -295,10 +295,10 @@ def test_group_by_length_steps_have_similar_lengths_and_cover_the_epoch():
     from solar.data.datamodule import StepLoader
     lengths = [(7 * i) % 97 + 1 for i in range(1000)]
     rows = datasets.Dataset.from_dict({"n": lengths})
-    ids = lambda rs: [r["n"] for r in rs]  # noqa: E731  (collate = the rows' lengths)
+    ids = lambda rs: [r["n"] for r in rs]  # collate = the rows' lengths
     grouped = StepLoader(rows, 4, 2, seed=0, collate_fn=ids, lengths=lengths)
     plain = StepLoader(rows, 4, 2, seed=0, collate_fn=ids)
-    spread = lambda loader: sum(max(m) - min(m) for step in loader for m in step)  # noqa: E731
+    spread = lambda loader: sum(max(m) - min(m) for step in loader for m in step)
     steps = list(grouped)
     assert len(steps) == 125 and sorted(n for s in steps for m in s for n in m) == sorted(lengths)
     assert spread(StepLoader(rows, 4, 2, 0, ids, lengths=lengths)) * 5 < spread(plain)

@@ -65,7 +65,7 @@ def test_loss_equals_hand_computation(tok, batch):
         assert float(pi[k]) == pytest.approx(pc, abs=1e-4)
         assert float(pi[k + 3]) == pytest.approx(pr, abs=1e-4)
         z = beta * ((pc - rc) - (pr - rr))
-        sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+        sig = lambda x: 1 / (1 + math.exp(-x))
         args = (pi[k:k + 1], pi[k + 3:k + 4], rf[k:k + 1], rf[k + 3:k + 4])
         assert float(preference_loss(*args, beta=beta)) == pytest.approx(
             -math.log(sig(z)), abs=1e-5)
@@ -81,7 +81,7 @@ def test_loss_equals_hand_computation(tok, batch):
 
 def test_prompt_tokens_do_not_move_the_loss(tok, batch):
     """Scrambling every logit that predicts a prompt token leaves the loss unchanged."""
-    collated, rows = batch
+    collated, _rows = batch
     policy, ref = tiny(0, tok), tiny(1, tok)
     first_target = [next(i for i, x in enumerate(r) if x != IGNORE) for r in
                     collated["labels"].tolist()]

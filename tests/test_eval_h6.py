@@ -84,7 +84,7 @@ def test_scores_equal_direct_lm_eval(checkpoint, real_data):
     lm, limit, d = _lm(checkpoint), 2, real_data
     got = run_h6(lm, ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande",
                       "gsm8k"], data_dir=d, limit=limit)
-    f = lambda b, s: str(d / b / f"{s}.jsonl")  # noqa: E731
+    f = lambda b, s: str(d / b / f"{s}.jsonl")
     ref = {}
     ref |= _reference(lm, "arc/arc_challenge.yaml", {"test": f("arc_challenge", "test"),
                       "train": f("arc_challenge", "train")}, 25, limit, ["validation_split"])

@@ -211,7 +211,7 @@ def test_bad_inputs_name_the_cause(tmp_path, pair):
 
 def test_cli_bad_input_leaves_nothing(tmp_path, pair):
     runs = tmp_path / "runs"
-    shard = sorted(pair[1].glob("model-*.safetensors"))[0]
+    shard = min(pair[1].glob("model-*.safetensors"))
     shard.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     proc = subprocess.run([sys.executable, "-m", "solar.merge", "+merge=average",
                            f"merge.models=[{pair[0]},{pair[1]}]", f"paths.runs={runs}",

@@ -17,8 +17,8 @@ from solar.weights import Checkpoint
 from solar.weights.synthetic import write_random_llama
 
 mergekit_merge = pytest.importorskip("mergekit.merge", reason="mergekit is a `bench` extra")
-from mergekit.config import MergeConfiguration  # noqa: E402
-from mergekit.options import MergeOptions  # noqa: E402
+from mergekit.config import MergeConfiguration
+from mergekit.options import MergeOptions
 
 # name: (mergekit method, its parameters, per-model weights, solar overrides, max abs diff)
 CASES = {

@@ -63,7 +63,7 @@ def test_cpt_raises_the_tiny_benchmark_scores(chain, tmp_path, cache_dir):
     before, after = (evaluate_h6(str(chain / run / "model"), cfg.eval, tmp_path / run, "tiny",
                                  cache_dir)["scores"] for run in ("dus", "cpt"))
     print("tiny scores before / after CPT:", before, after)
-    mean = lambda s: sum(s.values()) / len(s)  # noqa: E731
+    mean = lambda s: sum(s.values()) / len(s)
     assert mean(after) > mean(before) + 0.10   # 30-100 items per task: +10 points is above noise
     assert after["hellaswag"] > before["hellaswag"] and after["arc_challenge"] > \
         before["arc_challenge"]

@@ -85,8 +85,8 @@ class PreferenceDataModule(SolarDataModule):
             for p, c, r in zip(batch["prompt"], batch["chosen"], batch["rejected"]):
                 enc = encode_pair(p, c, r, tok, n)
                 if enc is not None:
-                    for k in out:
-                        out[k].append(enc[k])
+                    for k, column in out.items():
+                        column.append(enc[k])
             return out
 
         ds = records.map(fn, batched=True, remove_columns=records.column_names,

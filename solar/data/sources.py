@@ -144,12 +144,12 @@ def _messages(system: str, user: str, assistant: str) -> list[dict]:
 def to_records(schema: str, ds: datasets.Dataset) -> datasets.Dataset:
     """Map hub rows to canonical records (drops every other column)."""
     if schema == "alpaca_gpt4":
-        fn = lambda r: {"messages": _messages(  # noqa: E731
+        fn = lambda r: {"messages": _messages(
             "", r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"])}
     elif schema == "openorca":
-        fn = lambda r: {"messages": _messages(r["system_prompt"], r["question"], r["response"])}  # noqa: E731
+        fn = lambda r: {"messages": _messages(r["system_prompt"], r["question"], r["response"])}
     elif schema == "metamathqa":
-        fn = lambda r: {"messages": _messages("", r["query"], r["response"])}  # noqa: E731
+        fn = lambda r: {"messages": _messages("", r["query"], r["response"])}
     elif schema == "text":
         return ds.select_columns(["text"])
     else:

@@ -103,6 +103,6 @@ def format_table9(model: str, results: dict[str, dict], trained_on: float = 0.85
     cells = [model] + [f"{results[n]['result']:.2f}" + ("*" if results[n]["result"] > trained_on
                                                           else "") for n in names]
     widths = [max(len(h), len(c)) for h, c in zip(head, cells)]
-    line = lambda xs: " | ".join(x.rjust(w) for x, w in zip(xs, widths))  # noqa: E731
+    line = lambda xs: " | ".join(x.rjust(w) for x, w in zip(xs, widths))
     note = f"result < 0.1 share of items; * > {trained_on}: likely trained on the benchmark"
     return "\n".join([line(head), "-+-".join("-" * w for w in widths), line(cells), note])

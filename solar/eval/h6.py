@@ -49,7 +49,7 @@ def format_table(scores: dict[str, float], h6: float | None) -> str:
     head = ["H6 (Avg.)"] + [BENCHMARKS[n].title for n in names]
     cells = ["-" if h6 is None else f"{h6:.2f}"] + [f"{100 * scores[n]:.2f}" for n in names]
     widths = [max(len(h), len(c)) for h, c in zip(head, cells)]
-    line = lambda xs: " | ".join(x.rjust(w) for x, w in zip(xs, widths))  # noqa: E731
+    line = lambda xs: " | ".join(x.rjust(w) for x, w in zip(xs, widths))
     return "\n".join([line(head), "-+-".join("-" * w for w in widths), line(cells)])
 
 
@@ -60,7 +60,7 @@ def metric_keys(gsm8k_filter: str = "strict-match") -> dict[str, str]:
 
 
 def run_h6(lm, tasks: list[str], *, num_fewshot: dict[str, int] | None = None,
-           data_dir: str | os.PathLike | None = None, limit: int | float | None = None,
+           data_dir: str | os.PathLike | None = None, limit: float | None = None,
            gsm8k_filter: str = "strict-match", log_samples: bool = False) -> dict:
     """Evaluate an lm-eval LM on the H6 tasks; return scores, H6 and the provenance for h6.json.
 

@@ -131,7 +131,7 @@ def load_cached(path: Path) -> dict[str, torch.Tensor] | None:
         return None
     try:
         return load_file(path)
-    except Exception as err:  # a corrupt cache entry is recomputed, never trusted
+    except Exception as err:  # noqa: BLE001 -- a corrupt cache entry is recomputed, never trusted
         print(f"warning: ignoring unreadable reference cache {path} ({err})")
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class BackgroundWriter:
@@ -33,7 +33,7 @@ class BackgroundWriter:
             try:
                 if self._error is None and not self._abort:
                     job()
-            except BaseException as err:  # handed to the producer at its next call
+            except BaseException as err:  # noqa: BLE001 -- handed to the producer at its next call
                 self._error = err
             finally:
                 if slot is not None:
@@ -67,7 +67,7 @@ class BackgroundWriter:
         if not abort:
             self._check()
 
-    def __enter__(self) -> BackgroundWriter:
+    def __enter__(self) -> BackgroundWriter:  # noqa: PYI034 -- never subclassed
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

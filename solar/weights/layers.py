@@ -73,4 +73,4 @@ def resolve_m(n: int, m: int | None, layers: int | None) -> int:
 
 def dus_source_layers(n: int, m: int) -> list[int]:
     """Source block of each output block: [0, n−m) of the original, then [m, n) of the copy."""
-    return list(range(0, n - m)) + list(range(m, n))
+    return list(range(n - m)) + list(range(m, n))
