@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -134,8 +135,17 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
         # SLURM requeue (USR1) stays off so that a job is never requeued by both.
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None)
     last = stage_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.run.resume and last.exists()
-                else None)
+    with warnings.catch_warnings():
+        # Two Lightning warnings that do not apply here and alarm every run's log: the objectives
+        # step the optimizer by hand (one training_step = one optimizer step), so the state after
+        # the step is the one a checkpoint should hold; and the train loader resumes mid-epoch
+        # from the step count the DataModule's state_dict carries (Lightning only looks for a
+        # state_dict on the DataLoader). tests/test_crash_resume.py resumes bit for bit.
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended "
+                                "before the epoch ended")
+        trainer.fit(module, datamodule=data, ckpt_path=str(last)
+                    if cfg.run.resume and last.exists() else None)
     if trainer.interrupted:  # Ctrl-C / SIGTERM: keep the checkpoints, write no model
         raise KeyboardInterrupt(f"run interrupted; rerun the same command to resume {stage_dir}")
     model_out = stage_dir / "model"
