@@ -136,6 +136,10 @@ def resolve_model(ref: str, runs_root: str | os.PathLike, scale: str) -> str:
                 "point at a Hugging Face checkpoint directory (or a run directory holding model/)"
             )
         return verified(model_dir)
+    if path.is_absolute() or ref.startswith(("./", "../", "~")) or ref.count("/") > 1:
+        # a hub id is `org/name`: anything else is a path, and from_pretrained would answer a
+        # missing one with a traceback about repo ids
+        raise FileNotFoundError(f"model path {path} does not exist")
     rdir = run_dir(runs_root, scale, ref)
     if rdir.is_dir() or "/" not in ref:
         model_dir = rdir / "model"

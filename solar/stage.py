@@ -8,6 +8,7 @@ metrics, model/ (written atomically once the stage is complete) and lineage.json
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 import warnings
 from pathlib import Path
@@ -29,6 +30,10 @@ from solar.objectives.reference import fingerprint
 from solar.objectives.sft import SFTModule
 from solar.runs import (atomic_dir, discard_replaced, git_sha, resume_record,
                         update_resume_record, write_json, write_lineage)
+
+# lightning/__init__ gives its logger a console handler of its own and lets it propagate to the
+# root logger too, which Hydra's job logging prints: every Lightning info line showed twice.
+logging.getLogger("lightning").propagate = False
 
 OBJECTIVES = {"sft": SFTModule, "cpt": CPTModule, "dpo": DPOModule, "sdpo": DPOModule}
 

@@ -60,6 +60,8 @@ CASES = [
     ("train-runs-is-file", "train", f"{TRAIN} paths.runs={{file}}", "paths.runs"),
     ("train-parent-missing", "train", f"{TRAIN} model.pretrained=nope", "nope"),
     ("train-parent-truncated", "train", f"{TRAIN} model.pretrained={{trunc}}", "model.safetensors"),
+    ("train-parent-path-missing", "train", f"{TRAIN} model.pretrained={{data}}/no/model",
+     "no/model"),
     # -- solar.train: data files (loaded before the run directory exists)
     ("train-empty-file", "train",
      f"{TRAIN} data.sources.alpaca_gpt4.data_files={{data}}/empty.jsonl", "empty.jsonl"),
@@ -96,6 +98,8 @@ CASES = [
      "merge.weights=[1,-1]", "merge.weights"),
     ("merge-weights-count", "merge", "scale=tiny +merge=average merge.models=[a,b] "
      "merge.weights=[1]", "merge.weights"),
+    ("merge-parent-path-missing", "merge",
+     "scale=tiny +merge=average merge.models=[a,./no/model] run.name=m2", "no/model"),
     ("merge-models-string", "merge", "scale=tiny +merge=average merge.models=a run.name=m2",
      "merge.models"),
     ("slerp-one-model", "merge", "scale=tiny +merge=slerp merge.models=[a]", "merge.models"),
