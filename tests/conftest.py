@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,17 @@ def _offline(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_to_closed_captures():
+    """A test with capsys that runs a Hydra app or first imports Lightning in this process leaves
+    a logging handler on capsys's stream (Hydra's root handler; Lightning's own), which pytest
+    closes after that test: every later log line then printed a '--- Logging error ---'
+    traceback. Point such handlers back at the real console."""
+    yield
+    for logger in (logging.getLogger(), logging.getLogger("lightning")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed",
+                                                                      False):
+                handler.stream = sys.__stderr__  # setStream would flush the closed one
