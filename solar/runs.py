@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import yaml
 from hydra.core.hydra_config import HydraConfig

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -370,9 +369,7 @@ def test_notebook_is_paired_without_outputs_and_executes_on_a_tiny_runs_root(tmp
     monkeypatch.setenv("SOLAR_RUNS", str(root))
     monkeypatch.setenv("SOLAR_SCALE", "tiny")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    # an explicit logger: traitlets' default one keeps the stderr of the test that first made it,
-    # which pytest has closed by now ("--- Logging error ---" in CI's log)
-    NotebookClient(stored, timeout=120, kernel_name="python3", log=logging.getLogger(__name__),
+    NotebookClient(stored, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("data", {}).get("text/markdown", "") for c in stored.cells
                      for o in c.get("outputs", []))
