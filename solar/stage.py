@@ -126,29 +126,33 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
     resume_cb = MetricsResume(on_start, lambda: trainer.is_global_zero and
                               discard_replaced(cfg.run.dir))
     has_val = len(data.val_rows) > 0
-    trainer = L.Trainer(
-        max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
-        devices=tr.devices, num_nodes=tr.num_nodes, precision=tr.precision,
-        strategy=make_strategy(tr.strategy, module.model),
-        use_distributed_sampler=False,  # the loaders shard by rank themselves (data/datamodule.py)
-        log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
-        enable_progress_bar=tr.enable_progress_bar,
-        val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
-        limit_val_batches=None if has_val else 0, check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, enable_model_summary=False,
-        # Under Slurm, submitit owns requeueing (USR2, solar/pipeline/slurm.py); Lightning's own
-        # SLURM requeue (USR1) stays off so that a job is never requeued by both.
-        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None)
     last = stage_dir / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings():
-        # Two Lightning warnings that do not apply here and alarm every run's log: the objectives
+        # Lightning warnings that do not apply here and alarm every run's log: the objectives
         # step the optimizer by hand (one training_step = one optimizer step), so the state after
-        # the step is the one a checkpoint should hold; and the train loader resumes mid-epoch
+        # the step is the one a checkpoint should hold; the train loader resumes mid-epoch
         # from the step count the DataModule's state_dict carries (Lightning only looks for a
-        # state_dict on the DataLoader). tests/test_crash_resume.py resumes bit for bit.
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended "
-                                "before the epoch ended")
+        # state_dict on the DataLoader; tests/test_crash_resume.py resumes bit for bit); a run
+        # outside srun on a machine with Slurm is meant (Slurm jobs are srun'd by submitit,
+        # solar/pipeline/slurm.py); and a deprecation inside Lightning's own pytree helper.
+        for message in ("Using ModelCheckpoint with manual optimization",
+                        "You're resuming from a checkpoint that ended before the epoch ended",
+                        "The `srun` command is available on your system but is not used",
+                        r"`isinstance\(treespec, LeafSpec\)` is deprecated"):
+            warnings.filterwarnings("ignore", message=message)
+        trainer = L.Trainer(
+            max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
+            devices=tr.devices, num_nodes=tr.num_nodes, precision=tr.precision,
+            strategy=make_strategy(tr.strategy, module.model),
+            use_distributed_sampler=False,  # the loaders shard by rank themselves (data/datamodule.py)
+            log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
+            enable_progress_bar=tr.enable_progress_bar,
+            val_check_interval=tr.checkpoint_every_n_steps if has_val else None,
+            limit_val_batches=None if has_val else 0, check_val_every_n_epoch=None,
+            num_sanity_val_steps=0, enable_model_summary=False,
+            # Under Slurm, submitit owns requeueing (USR2, solar/pipeline/slurm.py); Lightning's own
+            # SLURM requeue (USR1) stays off so that a job is never requeued by both.
+            plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None)
         trainer.fit(module, datamodule=data, ckpt_path=str(last)
                     if cfg.run.resume and last.exists() else None)
     if trainer.interrupted:  # Ctrl-C / SIGTERM: keep the checkpoints, write no model
