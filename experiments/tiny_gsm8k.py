@@ -19,10 +19,14 @@ where the score is lost, with the project's own commands only (no special code p
    GSM8K of those problems (`eval.data_dir`, same shots and filter). The tiny model never learns
    to copy the apples problems' names and numbers; this separates that from the format and the
    arithmetic.
+5. `sft_v1_legs_lr0.0001` ... `sft_v4_legs_lr0.0001`: the four SFT ablations from `cpt_legs` at a
+   tenth of the tiny SFT lr (`--sft-lr`; at the default 1e-3, a third of the CPT lr, every SFT
+   overwrites the skill), v3 and v4 with the few-shot legs rows as Synth. Math-Instruct, all in
+   256-token rows: Table 3's GSM8K comparison (v3 > v2, v4 > v1) on a base that has the skill.
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
 filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
-what is missing. About 13 minutes on 2 CPU cores (the two extra pretrainings are 7 of them).
+what is missing. About 20 minutes on 2 CPU cores (the two extra pretrainings are 7 of them).
 """
 
 from __future__ import annotations
@@ -35,8 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from solar.data.tiny import benchmarks
-from solar.data.tiny.world import legs_problem
+from solar.data.tiny.benchmarks import write_legs_gsm8k
 
 
 def solar(runs: Path, *args: str) -> float:
@@ -63,17 +66,6 @@ def gsm8k(runs: Path, name: str, data_dir: Path | None = None) -> float:
     return 100 * json.loads(path.read_text())["scores"]["gsm8k"]
 
 
-def legs_gsm8k(runs: Path) -> Path:
-    """A GSM8K folder (test: 40 items, train: the few-shot pool) of ``world.legs_problem``."""
-    data_dir = runs / "legs_benchmarks"
-    for split, n, seed in (("test", 40, 0), ("train", 50, 1)):
-        path = data_dir / "gsm8k" / f"{split}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = benchmarks.gsm8k(n, seed, legs_problem)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return data_dir
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path,
@@ -81,6 +73,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="optimizer steps on worksheet pages")
     ap.add_argument("--rows", type=int, default=16, help="256-token rows per step")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sft-lr", type=float, default=1e-4,
+                    help="lr of the four SFT rows from cpt_legs (the tiny SFT default is 1e-3)")
     args = ap.parse_args()
     runs, seed = args.out.resolve(), f"++seed={args.seed}"
     made = {}
@@ -106,7 +100,13 @@ def main() -> None:
           "++data.sources.synth_math_instruct.tiny=legs_metamathqa")
     train("sft_v3_legs_fewshot", "+ablation=sft_v3", "model.pretrained=cpt_legs",
           "++data.sources.synth_math_instruct.tiny=legs_fewshot_metamathqa", "data.max_length=256")
-    legs = legs_gsm8k(runs)
+    low = f"lr{args.sft_lr:g}"
+    for v in (1, 2, 3, 4):
+        math_rows = ["++data.sources.synth_math_instruct.tiny=legs_fewshot_metamathqa"] if v >= 3 \
+            else []
+        train(f"sft_v{v}_legs_{low}", f"+ablation=sft_v{v}", "model.pretrained=cpt_legs",
+              *math_rows, "data.max_length=256", f"++objective.tiny.lr={args.sft_lr}")
+    legs = write_legs_gsm8k(runs / "legs_benchmarks")
 
     rows = [("cpt", "the tiny base (DUS + CPT)"),
             ("sft_v3", "SFT v3 from the base"),
@@ -117,11 +117,22 @@ def main() -> None:
              ("sft_v3_legs", "SFT v3 from cpt_legs, legs problems as its math rows"),
              ("sft_v3_legs_fewshot", ("the same, its math rows holding 0-4 solved problems "
                                       "in GSM8K's layout before the asked one"))]
+    names = {1: "Alpaca-GPT4", 2: "+ OpenOrca", 3: "+ OpenOrca + Synth. Math-Instruct (few-shot "
+             "legs rows)", 4: "Alpaca-GPT4 + Synth. Math-Instruct (few-shot legs rows)"}
+    rows += [(f"sft_v{v}_legs_{low}", f"SFT v{v} from cpt_legs at lr {args.sft_lr:g}: {names[v]}")
+             for v in (1, 2, 3, 4)]
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
+    scores = {}
     for name, what in rows:
         on_legs = "_legs" in name
-        score = gsm8k(runs, name, legs if on_legs else None)
+        scores[name] = score = gsm8k(runs, name, legs if on_legs else None)
         print(f"| {name} | {what} | {score:.1f}{' (legs GSM8K)' if on_legs else ''} |")
+    v = {k: scores[f"sft_v{k}_legs_{low}"] for k in (1, 2, 3, 4)}
+    print(f"\nTable 3 on the legs GSM8K, SFT at lr {args.sft_lr:g} from cpt_legs: "
+          f"(c) v3 > v2: {v[3]:.1f} vs {v[2]:.1f} ({'yes' if v[3] > v[2] else 'no'}); "
+          f"v4 > v1: {v[4]:.1f} vs {v[1]:.1f} ({'yes' if v[4] > v[1] else 'no'}); "
+          f"(d) OpenOrca raises GSM8K, v2 > v1: {v[2]:.1f} vs {v[1]:.1f} "
+          f"({'yes' if v[2] > v[1] else 'no'})")
     if made:
         print("\ntrain / upscale seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in made.items()))
 

@@ -6,7 +6,9 @@ is checked against the benchmark or held-out data that measures what its source 
 - CPT on the corpus raises tiny ARC, HellaSwag, TruthfulQA mc2 and Winogrande (0-shot here: the
   few-shot prompts only cost time; the full leaderboard settings move the same way);
 - SFT on Synth. Math-Instruct makes the worked answers of the tiny GSM8K problems more likely;
-- DPO on the math pairs raises the chosen-over-rejected log-prob margin on held-out math pairs.
+- DPO on the math pairs raises the chosen-over-rejected log-prob margin on held-out math pairs;
+- Table 3's GSM8K effect, scored by lm-eval: after pretraining on legs pages, SFT with Synth.
+  Math-Instruct keeps the 5-shot strict-match answers and SFT on Alpaca-GPT4 alone loses them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from solar.data.tiny.benchmarks import gsm8k
+from solar.data.tiny.benchmarks import gsm8k, write_legs_gsm8k
 from solar.data.tiny.preference import metamathqa_with_originals
 from solar.eval.h6 import evaluate_h6
 from solar.modeling import load_model, load_tokenizer
@@ -31,6 +33,7 @@ ZERO_SHOT = "{arc_challenge:0,hellaswag:0,winogrande:0}"  # the few-shot prompts
 MATH_SFT_GAIN = 60.0
 # nats per held-out pair, chosen - rejected: measured SFT 206.5 -> DPO 448.8 (+242)
 MATH_DPO_GAIN = 100.0
+LEGS_STEPS, LEGS_SFT_STEPS = 150, 60
 
 
 def compose_tiny(runs, *overrides):
@@ -112,3 +115,36 @@ def test_math_dpo_raises_the_heldout_margin(chain, cache_dir):
                            for q, c, r in pairs) / len(pairs)
     print("held-out chosen - rejected log-prob margin, SFT / DPO:", margins)
     assert margins["math_dpo"] > margins["math_sft"] + MATH_DPO_GAIN
+
+
+def test_math_sft_keeps_the_gsm8k_answers_that_a_plain_sft_loses(chain, tmp_path, cache_dir):
+    """Table 3's GSM8K effect by its mechanism, scored by lm-eval at the leaderboard's 5-shot
+    strict-match on a GSM8K of the legs problems ("How many legs do a zorp and a blick have
+    together?"; the tiny model cannot learn the apples problems, README). The chain's CPT base
+    scores 0; pretrained on legs pages it answers them; from there, at lr 1e-4, SFT v4 with the
+    few-shot legs rows as Synth. Math-Instruct keeps the answers, while SFT v1 (Alpaca-GPT4 only)
+    states the sum and stops before `#### n`, as none of its rows ends that way.
+    (experiments/tiny_gsm8k.py: the full-length runs, and the tiny default lr 1e-3 overwriting
+    the skill in every SFT.)"""
+    runs = chain.parent
+
+    def fit(steps: int, *overrides: str) -> None:
+        train(compose_tiny(runs, *overrides, f"trainer.max_steps={steps}",
+                           f"trainer.checkpoint_every_n_steps={steps}"))
+
+    fit(LEGS_STEPS, "+ablation=cpt", "model.pretrained=cpt", "run.name=cpt_legs",
+        "++data.sources.cpt_corpus.tiny=legs_worksheets", "data.max_length=256",
+        "data.micro_batch_size=8")
+    for v, math_rows in ((1, []), (4, ["++data.sources.synth_math_instruct.tiny="
+                                       "legs_fewshot_metamathqa"])):
+        fit(LEGS_SFT_STEPS, f"+ablation=sft_v{v}", "model.pretrained=cpt_legs", *math_rows,
+            f"run.name=legs_sft_v{v}", "data.max_length=256", "++objective.tiny.lr=1e-4")
+    data_dir = write_legs_gsm8k(tmp_path / "legs_benchmarks")
+    cfg = compose_tiny(tmp_path, "eval=h6", "eval.tasks=[gsm8k]", f"eval.data_dir={data_dir}")
+    scores = {run: evaluate_h6(str(chain / run / "model"), cfg.eval, tmp_path / run, "tiny",
+                               cache_dir)["scores"]["gsm8k"]
+              for run in ("cpt", "cpt_legs", "legs_sft_v1", "legs_sft_v4")}
+    print("legs GSM8K, 5-shot strict-match:", scores)
+    assert scores["cpt"] == 0
+    assert scores["cpt_legs"] >= 0.5 and scores["legs_sft_v4"] >= 0.5
+    assert scores["legs_sft_v1"] <= 0.1

@@ -15,7 +15,8 @@ import os
 import random
 from pathlib import Path
 
-from solar.data.tiny.world import COLORS, PLACES, Fact, facts, gsm8k_answer, word_problem
+from solar.data.tiny.world import (COLORS, PLACES, Fact, facts, gsm8k_answer, legs_problem,
+                                   word_problem)
 
 LEGS = [2, 4, 6, 8]
 LETTERS = "ABCD"
@@ -133,6 +134,17 @@ def gsm8k(n: int, seed: int, problem=word_problem) -> list[dict]:
         wp = problem(rng)
         rows.append({"question": wp.question, "answer": gsm8k_answer(wp)})
     return rows
+
+
+def write_legs_gsm8k(data_dir: Path) -> Path:
+    """An ``eval.data_dir`` holding a GSM8K of ``world.legs_problem`` (test: 40 items, train: the
+    few-shot pool), for experiments/tiny_gsm8k.py and its test: the same shots and strict-match
+    filter as the tiny GSM8K, on problems a tiny model can learn (no word of the question copied)."""
+    for split, n, seed in (("test", 40, 0), ("train", 50, 1)):
+        path = data_dir / "gsm8k" / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in gsm8k(n, seed, legs_problem)))
+    return data_dir
 
 
 # benchmark folder -> {split: (generator, rows, seed offset)}: eval splits and few-shot splits
