@@ -22,7 +22,8 @@ where the score is lost, with the project's own commands only (no special code p
 5. `sft_v1_legs_lr0.0001` ... `sft_v4_legs_lr0.0001`: the four SFT ablations from `cpt_legs` at a
    tenth of the tiny SFT lr (`--sft-lr`; at the default 1e-3, a third of the CPT lr, every SFT
    overwrites the skill), v3 and v4 with the few-shot legs rows as Synth. Math-Instruct, all in
-   256-token rows: Table 3's GSM8K comparison (v3 > v2, v4 > v1) on a base that has the skill.
+   256-token rows, and SFT v3+v4 (their average): Table 3's GSM8K comparisons (v3 > v2, v4 > v1,
+   the merge >= the better parent) on a base that has the skill.
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
 filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
@@ -106,6 +107,10 @@ def main() -> None:
             else []
         train(f"sft_v{v}_legs_{low}", f"+ablation=sft_v{v}", "model.pretrained=cpt_legs",
               *math_rows, "data.max_length=256", f"++objective.tiny.lr={args.sft_lr}")
+    if not (runs / "tiny" / f"sft_v3_v4_legs_{low}" / "model").is_dir():
+        made[f"sft_v3_v4_legs_{low}"] = solar(
+            runs, "solar.merge", "+ablation=sft_v3_v4", f"run.name=sft_v3_v4_legs_{low}",
+            f"merge.models=[sft_v3_legs_{low},sft_v4_legs_{low}]")
     legs = write_legs_gsm8k(runs / "legs_benchmarks")
 
     rows = [("cpt", "the tiny base (DUS + CPT)"),
@@ -121,6 +126,7 @@ def main() -> None:
              "legs rows)", 4: "Alpaca-GPT4 + Synth. Math-Instruct (few-shot legs rows)"}
     rows += [(f"sft_v{v}_legs_{low}", f"SFT v{v} from cpt_legs at lr {args.sft_lr:g}: {names[v]}")
              for v in (1, 2, 3, 4)]
+    rows.append((f"sft_v3_v4_legs_{low}", "SFT v3+v4: Average 0.5/0.5 of the two rows above"))
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
     scores = {}
     for name, what in rows:
@@ -132,7 +138,9 @@ def main() -> None:
           f"(c) v3 > v2: {v[3]:.1f} vs {v[2]:.1f} ({'yes' if v[3] > v[2] else 'no'}); "
           f"v4 > v1: {v[4]:.1f} vs {v[1]:.1f} ({'yes' if v[4] > v[1] else 'no'}); "
           f"(d) OpenOrca raises GSM8K, v2 > v1: {v[2]:.1f} vs {v[1]:.1f} "
-          f"({'yes' if v[2] > v[1] else 'no'})")
+          f"({'yes' if v[2] > v[1] else 'no'}); (g) SFT v3+v4 >= the better parent: "
+          f"{scores[f'sft_v3_v4_legs_{low}']:.1f} vs {max(v[3], v[4]):.1f} "
+          f"({'yes' if scores[f'sft_v3_v4_legs_{low}'] >= max(v[3], v[4]) else 'no'})")
     if made:
         print("\ntrain / upscale seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in made.items()))
 
