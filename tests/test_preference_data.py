@@ -108,6 +108,21 @@ def test_synth_math_alignment_join_on_generated_rows(cache_dir):
         assert row["query"] != row["original_question"]
 
 
+def test_legs_math_alignment_pairs_every_row_with_its_terse_original(cache_dir):
+    """experiments/tiny_gsm8k.py's Synth. Math-Alignment of the legs problems: every few-shot legs
+    row finds its original; chosen = the worked `#### n` answer, rejected = the boxed same n."""
+    legs = {**SYNTH, "questions": {**SYNTH["questions"], "types": ["MATH_FOBAR"],
+                                   "tiny": "legs_fewshot_metamathqa"},
+            "solutions": {**SYNTH["solutions"], "tiny": "legs_competition_math"}}
+    pairs, report = prepare_preference_source("synth_math_alignment", legs, "tiny", cache_dir)
+    assert report == {"rows": 2000, "after_types": 2000, "used": 2000}
+    for pair in pairs:
+        n = pair["chosen"].rsplit("\n#### ", 1)[1]
+        assert pair["chosen"].startswith("Together they have ")
+        assert pair["rejected"] == f"The result is $\\boxed{{{n}}}$."
+        assert pair["prompt"][0]["content"].endswith("have together?\nAnswer:")
+
+
 def test_synth_math_alignment_join_on_real_math_rows(shared_data):
     import datasets
     math = datasets.load_dataset("json", data_files=str(shared_data / "competition_math" /

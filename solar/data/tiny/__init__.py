@@ -31,6 +31,7 @@ GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
     "legs_worksheets": (sources.legs_worksheets, 2000, "train"),
     "legs_metamathqa": (sources.legs_metamathqa, 2000, "train"),
     "legs_fewshot_metamathqa": (sources.legs_fewshot_metamathqa, 2000, "train"),
+    "legs_competition_math": (preference.legs_competition_math, 2000, "train"),
 }
 # The tiny tokenizer is trained on these sources only: adding a generator must not change it
 # (the stored first losses of the tiny runs depend on its exact merges).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from solar.data.tiny.sources import ORCA_SYSTEM, metamathqa
+from solar.data.tiny.sources import ORCA_SYSTEM, legs_fewshot_metamathqa, metamathqa
 from solar.data.tiny.world import FAMILIES, facts, make_qa
 
 UF_SOURCES = ["evol_instruct", "false_qa", "flan_v2_niv2", "sharegpt", "ultrachat"]
@@ -82,3 +82,19 @@ def metamathqa_with_originals(n: int, seed: int) -> tuple[list[dict], list[dict]
 def competition_math(n: int, seed: int) -> list[dict]:
     """problem / level / type / solution for the MATH-origin rows of ``metamathqa(n, seed)``."""
     return metamathqa_with_originals(n, seed)[1]
+
+
+def legs_competition_math(n: int, seed: int) -> list[dict]:
+    """The terse MATH-style original solution of every legs problem asked in
+    ``sources.legs_fewshot_metamathqa(n, seed)``: with those rows as Synth. Math-Alignment's
+    questions, chosen = the worked `#### n` answer, rejected = the boxed one-liner
+    (experiments/tiny_gsm8k.py, finding (f) on the legs GSM8K)."""
+    originals, seen = [], set()
+    for row in legs_fewshot_metamathqa(n, seed):
+        if row["original_question"] not in seen:
+            seen.add(row["original_question"])
+            answer = int(row["response"].rsplit("#### ", 1)[1])
+            originals.append({"problem": row["original_question"], "level": "Level 1",
+                              "type": "Prealgebra",
+                              "solution": original_solution(row["original_question"], answer)})
+    return originals
