@@ -24,7 +24,7 @@ where the score is lost, with the project's own commands only (no special code p
    overwrites the skill), v3 and v4 with the few-shot legs rows as Synth. Math-Instruct, all in
    256-token rows, and SFT v3+v4 (their average): Table 3's GSM8K comparisons (v3 > v2, v4 > v1,
    the merge >= the better parent) on a base that has the skill;
-6. `dpo_v1_legs`, `dpo_v2_legs`: DPO v1 and v2 from that SFT v3 at the tiny DPO lr, v2's Synth.
+6. `dpo_v1_legs_lr0.0001`, `dpo_v2_legs_lr0.0001`: DPO v1 and v2 from that SFT v3 at the tiny DPO lr, v2's Synth.
    Math-Alignment pairs built from the few-shot legs rows (`legs_competition_math` holds their
    terse originals): Table 4's GSM8K comparison (DPO v2 > DPO v1).
 
@@ -116,9 +116,9 @@ def main() -> None:
             f"merge.models=[sft_v3_legs_{low},sft_v4_legs_{low}]")
     # Table 4's DPO v1 / v2 from that SFT v3, at the tiny DPO lr; v2's Synth. Math-Alignment pairs
     # are the few-shot legs rows: chosen = the worked `#### n` answer, rejected = the boxed one-liner
-    train("dpo_v1_legs", "+ablation=dpo_v1", f"model.pretrained=sft_v3_legs_{low}",
+    train(f"dpo_v1_legs_{low}", "+ablation=dpo_v1", f"model.pretrained=sft_v3_legs_{low}",
           "data.max_length=256")
-    train("dpo_v2_legs", "+ablation=dpo_v2", f"model.pretrained=sft_v3_legs_{low}",
+    train(f"dpo_v2_legs_{low}", "+ablation=dpo_v2", f"model.pretrained=sft_v3_legs_{low}",
           "data.max_length=256",
           "++data.sources.synth_math_alignment.questions.tiny=legs_fewshot_metamathqa",
           "++data.sources.synth_math_alignment.questions.types=[MATH_FOBAR]",
@@ -139,8 +139,8 @@ def main() -> None:
     rows += [(f"sft_v{v}_legs_{low}", f"SFT v{v} from cpt_legs at lr {args.sft_lr:g}: {names[v]}")
              for v in (1, 2, 3, 4)]
     rows.append((f"sft_v3_v4_legs_{low}", "SFT v3+v4: Average 0.5/0.5 of the two rows above"))
-    rows += [("dpo_v1_legs", f"DPO v1 (UltraFeedback) from sft_v3_legs_{low}"),
-             ("dpo_v2_legs", "DPO v2: + Synth. Math-Alignment of the legs problems")]
+    rows += [(f"dpo_v1_legs_{low}", f"DPO v1 (UltraFeedback) from sft_v3_legs_{low}"),
+             (f"dpo_v2_legs_{low}", "DPO v2: + Synth. Math-Alignment of the legs problems")]
     print("\n| run | what | GSM8K (5-shot, strict-match) x 100 |\n|---|---|---|")
     scores = {}
     for name, what in rows:
@@ -155,7 +155,7 @@ def main() -> None:
           f"({'yes' if v[2] > v[1] else 'no'}); (g) SFT v3+v4 >= the better parent: "
           f"{scores[f'sft_v3_v4_legs_{low}']:.1f} vs {max(v[3], v[4]):.1f} "
           f"({'yes' if scores[f'sft_v3_v4_legs_{low}'] >= max(v[3], v[4]) else 'no'})")
-    d1, d2 = scores["dpo_v1_legs"], scores["dpo_v2_legs"]
+    d1, d2 = scores[f"dpo_v1_legs_{low}"], scores[f"dpo_v2_legs_{low}"]
     print(f"Table 4: (f) Synth. Math-Alignment raises GSM8K, DPO v2 > DPO v1: {d2:.1f} vs {d1:.1f} "
           f"({'yes' if d2 > d1 else 'no'})")
     if made:
