@@ -24,9 +24,10 @@ where the score is lost, with the project's own commands only (no special code p
    overwrites the skill), v3 and v4 with the few-shot legs rows as Synth. Math-Instruct, all in
    256-token rows, and SFT v3+v4 (their average): Table 3's GSM8K comparisons (v3 > v2, v4 > v1,
    the merge >= the better parent) on a base that has the skill;
-6. `dpo_v1_legs_lr0.0001`, `dpo_v2_legs_lr0.0001`: DPO v1 and v2 from that SFT v3 at the tiny DPO lr, v2's Synth.
-   Math-Alignment pairs built from the few-shot legs rows (`legs_competition_math` holds their
-   terse originals): Table 4's GSM8K comparison (DPO v2 > DPO v1).
+6. `dpo_v1_legs_lr0.0001`, `dpo_v2_legs_lr0.0001`: DPO v1 and v2 from that SFT v3 at the tiny
+   DPO lr, v2's Synth. Math-Alignment pairs built from the few-shot legs rows
+   (`legs_competition_math` holds their terse originals): Table 4's GSM8K comparison
+   (DPO v2 > DPO v1).
 
 Each model's GSM8K is evaluated by `solar.evaluate eval.tasks=[gsm8k]` (leaderboard shots and
 filter; written to eval/h6-gsm8k.json). Finished runs and evaluations are kept: a rerun only does
@@ -115,7 +116,8 @@ def main() -> None:
             runs, "solar.merge", "+ablation=sft_v3_v4", f"run.name=sft_v3_v4_legs_{low}",
             f"merge.models=[sft_v3_legs_{low},sft_v4_legs_{low}]")
     # Table 4's DPO v1 / v2 from that SFT v3, at the tiny DPO lr; v2's Synth. Math-Alignment pairs
-    # are the few-shot legs rows: chosen = the worked `#### n` answer, rejected = the boxed one-liner
+    # are the few-shot legs rows: chosen = the worked `#### n` answer, rejected = the boxed
+    # one-liner
     train(f"dpo_v1_legs_{low}", "+ablation=dpo_v1", f"model.pretrained=sft_v3_legs_{low}",
           "data.max_length=256")
     train(f"dpo_v2_legs_{low}", "+ablation=dpo_v2", f"model.pretrained=sft_v3_legs_{low}",

@@ -144,7 +144,8 @@ def fit_stage(cfg: DictConfig, data: SolarDataModule, module, stage_dir: Path, l
             max_steps=tr.max_steps, max_epochs=tr.max_epochs, accelerator=tr.accelerator,
             devices=tr.devices, num_nodes=tr.num_nodes, precision=tr.precision,
             strategy=make_strategy(tr.strategy, module.model),
-            use_distributed_sampler=False,  # the loaders shard by rank themselves (data/datamodule.py)
+            # the loaders shard by rank themselves (data/datamodule.py)
+            use_distributed_sampler=False,
             log_every_n_steps=tr.log_every_n_steps, logger=logger, callbacks=[ckpt, resume_cb],
             enable_progress_bar=tr.enable_progress_bar,
             val_check_interval=tr.checkpoint_every_n_steps if has_val else None,

@@ -138,8 +138,8 @@ def gsm8k(n: int, seed: int, problem=word_problem) -> list[dict]:
 
 def write_legs_gsm8k(data_dir: Path) -> Path:
     """An ``eval.data_dir`` holding a GSM8K of ``world.legs_problem`` (test: 40 items, train: the
-    few-shot pool), for experiments/tiny_gsm8k.py and its test: the same shots and strict-match
-    filter as the tiny GSM8K, on problems a tiny model can learn (no word of the question copied)."""
+    few-shot pool), for experiments/tiny_gsm8k.py and its test: the tiny GSM8K's shots and
+    strict-match filter, on problems a tiny model can learn (no word of the question copied)."""
     for split, n, seed in (("test", 40, 0), ("train", 50, 1)):
         path = data_dir / "gsm8k" / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)

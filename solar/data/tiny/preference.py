@@ -68,15 +68,23 @@ def original_solution(question: str, answer: int) -> str:
 def metamathqa_with_originals(n: int, seed: int) -> tuple[list[dict], list[dict]]:
     """The tiny MetaMathQA rows and the competition_math rows holding their original solutions:
     one per distinct original question of MATH origin, its answer read off the MetaMathQA row."""
-    rows, level_rng, originals, seen = metamathqa(n, seed), random.Random(seed + 1), [], set()
+    rows, level_rng = metamathqa(n, seed), random.Random(seed + 1)
+    return rows, _originals(rows, "The answer is: ",
+                            lambda: f"Level {level_rng.randint(1, 5)}")
+
+
+def _originals(rows: list[dict], answer_marker: str, level) -> list[dict]:
+    """competition_math rows for the MATH-origin ``rows``: one per distinct original question, its
+    answer read after the last ``answer_marker`` of the row's response."""
+    originals, seen = [], set()
     for row in rows:
-        if row["type"].startswith("MATH_") and row["original_question"] not in seen:
-            seen.add(row["original_question"])
-            answer = int(row["response"].rsplit("The answer is: ", 1)[1])
-            originals.append({"problem": row["original_question"],
-                              "level": f"Level {level_rng.randint(1, 5)}", "type": "Prealgebra",
-                              "solution": original_solution(row["original_question"], answer)})
-    return rows, originals
+        question = row["original_question"]
+        if row["type"].startswith("MATH_") and question not in seen:
+            seen.add(question)
+            answer = int(row["response"].rsplit(answer_marker, 1)[1])
+            originals.append({"problem": question, "level": level(), "type": "Prealgebra",
+                              "solution": original_solution(question, answer)})
+    return originals
 
 
 def competition_math(n: int, seed: int) -> list[dict]:
@@ -89,12 +97,4 @@ def legs_competition_math(n: int, seed: int) -> list[dict]:
     ``sources.legs_fewshot_metamathqa(n, seed)``: with those rows as Synth. Math-Alignment's
     questions, chosen = the worked `#### n` answer, rejected = the boxed one-liner
     (experiments/tiny_gsm8k.py, finding (f) on the legs GSM8K)."""
-    originals, seen = [], set()
-    for row in legs_fewshot_metamathqa(n, seed):
-        if row["original_question"] not in seen:
-            seen.add(row["original_question"])
-            answer = int(row["response"].rsplit("#### ", 1)[1])
-            originals.append({"problem": row["original_question"], "level": "Level 1",
-                              "type": "Prealgebra",
-                              "solution": original_solution(row["original_question"], answer)})
-    return originals
+    return _originals(legs_fewshot_metamathqa(n, seed), "#### ", lambda: "Level 1")
