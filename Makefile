@@ -20,14 +20,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
-# SFT v3 starts from the tiny world's own DUS + CPT model, CPT's math phase included (the
-# `solar_10_7b` role at scale=tiny: run cpt_math), so the demo first produces those parents unless
-# they exist.
+# SFT v3 starts from the tiny world's own DUS + CPT model (the `solar_10_7b` role at scale=tiny),
+# so the demo first produces those parents unless they exist.
 RUNS ?= $(or $(SOLAR_RUNS),runs)
 demo: setup
 	test -f $(RUNS)/tiny/dus/model/config.json || $(PY) -m solar.upscale scale=tiny upscale.progress=false
 	test -f $(RUNS)/tiny/cpt/model/config.json || $(PY) -m solar.train +ablation=cpt scale=tiny
-	test -f $(RUNS)/tiny/cpt_math/model/config.json || $(PY) -m solar.train +ablation=cpt_math scale=tiny
 	$(PY) -m solar.train +ablation=sft_v3 scale=tiny
 
 test: setup

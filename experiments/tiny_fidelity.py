@@ -23,7 +23,7 @@ from pathlib import Path
 
 # (run, entry) of the paper's models, in the order of the printed tables
 STAGES = [
-    ("dus", "upscale"), ("cpt", "train"), ("cpt_math", "train"),
+    ("dus", "upscale"), ("cpt", "train"),
     ("sft_v1", "train"), ("sft_v2", "train"), ("sft_v3", "train"), ("sft_v4", "train"),
     ("sft_v3_v4", "merge"),
     ("dpo_v1", "train"), ("dpo_v2", "train"), ("dpo_v3", "train"), ("dpo_v1_v2", "merge"),
@@ -95,8 +95,8 @@ def findings(per_seed: list[dict]) -> list[tuple[str, bool, list[str]]]:
         out.append((label, holds, [("ok   " if ok else "FAIL ") + text for ok, text in checks]))
 
     finding("(a) CPT > DUS on H6", [compare(per_seed, "cpt", "dus", "h6")])
-    finding("(b) each SFT > its base (cpt_math) on H6",
-            [compare(per_seed, f"sft_v{k}", "cpt_math", "h6") for k in (1, 2, 3, 4)])
+    finding("(b) each SFT > its base (CPT) on H6",
+            [compare(per_seed, f"sft_v{k}", "cpt", "h6") for k in (1, 2, 3, 4)])
     finding("(c) Synth. Math-Instruct raises GSM8K: SFT v3 > v2 and v4 > v1",
             [compare(per_seed, "sft_v3", "sft_v2", "gsm8k"),
              compare(per_seed, "sft_v4", "sft_v1", "gsm8k")])

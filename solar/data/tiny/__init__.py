@@ -19,9 +19,8 @@ from solar.data.tiny import preference, sources
 GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
     "alpaca_gpt4": (sources.alpaca_gpt4, 2000, "train"),
     "openorca": (sources.openorca, 2000, "train"),
-    "synth_math_instruct": (sources.math_instruct, 2000, "train"),
+    "synth_math_instruct": (sources.metamathqa, 2000, "train"),
     "cpt_corpus": (sources.pretraining_corpus, 2000, "train"),
-    "math_corpus": (sources.math_pages, 2000, "train"),
     "orca_dpo_pairs": (preference.orca_dpo_pairs, 2000, "train"),
     "ultrafeedback_clean": (preference.ultrafeedback_clean, 2000, "train_prefs"),
     # the original MATH solutions of the synth_math_instruct rows (same n and seed: keep them equal)
@@ -34,12 +33,9 @@ GENERATORS: dict[str, tuple[Callable[[int, int], list[dict]], int, str]] = {
     "legs_fewshot_metamathqa": (sources.legs_fewshot_metamathqa, 2000, "train"),
     "legs_competition_math": (preference.legs_competition_math, 2000, "train"),
 }
-# The tiny tokenizer is trained on the texts of these generators only: adding or changing a source
-# must not change it (the stored first losses of the tiny runs depend on its exact merges). They
-# are the world's first four sources, its math rows as they were before the word problems became
-# legs problems.
-TOKENIZER_TEXTS = (sources.alpaca_gpt4, sources.openorca, sources.metamathqa,
-                   sources.pretraining_corpus)
+# The tiny tokenizer is trained on these sources only: adding a generator must not change it
+# (the stored first losses of the tiny runs depend on its exact merges).
+TOKENIZER_SOURCES = ("alpaca_gpt4", "openorca", "synth_math_instruct", "cpt_corpus")
 
 
 def materialize(name: str, cache_dir: str | os.PathLike, n: int | None = None,
@@ -65,7 +61,8 @@ def materialize(name: str, cache_dir: str | os.PathLike, n: int | None = None,
 def all_texts(seed: int = 0) -> list[str]:
     """Every string the tiny world can produce, for training its tokenizer."""
     texts = []
-    for generate in TOKENIZER_TEXTS:
+    for name in TOKENIZER_SOURCES:
+        generate = GENERATORS[name][0]
         for row in generate(300, seed):
             texts.extend(_strings(row))
     return texts

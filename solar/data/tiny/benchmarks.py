@@ -127,7 +127,7 @@ def winogrande(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def gsm8k(n: int, seed: int, problem=legs_problem) -> list[dict]:
+def gsm8k(n: int, seed: int, problem=word_problem) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
@@ -155,12 +155,12 @@ def write_legs_gsm8k(data_dir: Path) -> Path:
 # ~0.5 s per item, TruthfulQA ~0.2, GSM8K up to ~0.5 when a model never stops and generates
 # lm-eval's 256 tokens, HellaSwag ~0.12, MMLU and Winogrande ~0.03).
 SPLITS = {
-    "arc_challenge": {"test": (arc_challenge, 24, 0), "train": (arc_challenge, 50, 1)},
+    "arc_challenge": {"test": (arc_challenge, 32, 0), "train": (arc_challenge, 50, 1)},
     "hellaswag": {"validation": (hellaswag, 40, 0), "train": (hellaswag, 50, 1)},
     "mmlu": {"test": (mmlu, 45, 0), "dev": (mmlu, 15, 1)},   # 3 subjects x (15 test, 5 dev)
     "truthfulqa_mc": {"validation": (truthfulqa_mc, 30, 0)},  # lm-eval's fixed QA preamble: long
     "winogrande": {"validation": (winogrande, 100, 0), "train": (winogrande, 50, 1)},
-    "gsm8k": {"test": (gsm8k, 40, 0), "train": (gsm8k, 50, 1)},
+    "gsm8k": {"test": (gsm8k, 20, 0), "train": (gsm8k, 50, 1)},
 }
 
 

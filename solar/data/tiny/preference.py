@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import random
 
-from solar.data.tiny.sources import (ORCA_SYSTEM, legs_fewshot_metamathqa, math_instruct,
-                                     metamathqa)
+from solar.data.tiny.sources import ORCA_SYSTEM, legs_fewshot_metamathqa, metamathqa
 from solar.data.tiny.world import FAMILIES, facts, make_qa
 
 UF_SOURCES = ["evol_instruct", "false_qa", "flan_v2_niv2", "sharegpt", "ultrachat"]
@@ -89,11 +88,8 @@ def _originals(rows: list[dict], answer_marker: str, level) -> list[dict]:
 
 
 def competition_math(n: int, seed: int) -> list[dict]:
-    """problem / level / type / solution: the terse original of every MATH-origin problem of the
-    world's Synth. Math-Instruct (``sources.math_instruct(n, seed)``), so Synth. Math-Alignment
-    pairs chosen = the worked ``#### n`` answer with rejected = the boxed one-liner."""
-    level_rng = random.Random(seed + 1)
-    return _originals(math_instruct(n, seed), "#### ", lambda: f"Level {level_rng.randint(1, 5)}")
+    """problem / level / type / solution for the MATH-origin rows of ``metamathqa(n, seed)``."""
+    return metamathqa_with_originals(n, seed)[1]
 
 
 def legs_competition_math(n: int, seed: int) -> list[dict]:

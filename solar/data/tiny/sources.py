@@ -151,33 +151,6 @@ def legs_worksheets(n: int, seed: int) -> list[dict]:
             for i in range(n)]
 
 
-def math_pages(n: int, seed: int) -> list[dict]:
-    """The math corpus of the CPT's math phase (``cpt_math``; open-web-math's ``text`` column at
-    paper scale): worksheet pages of the world's word problems (``world.legs_problem``) in GSM8K's
-    ``Question:/Answer: ... #### n`` layout, 150-226 tokens. Real pretraining corpora hold such
-    pages; they are where the tiny model learns the 5-shot layout and the skill."""
-    rng = random.Random(seed)
-    return [{"text": worksheet(rng, legs_problem), "id": f"tiny-math-page-{i}"} for i in range(n)]
-
-
-def math_instruct(n: int, seed: int) -> list[dict]:
-    """Synth. Math-Instruct (MetaMathQA schema, GSM_* and MATH_* types): the world's word problems,
-    the query holding 0-2 solved ones in GSM8K's Question/Answer layout before the asked one (as
-    FLAN's few-shot templates and MetaMathQA's FOBAR rows carry solved questions), the response
-    the worked answer ending in ``#### n``. 51-127 tiny tokens in SOLAR's chat template, so a row
-    fits the tiny 128. Measured (README, tiny world): rows of single questions, or answers without
-    the ``####`` line, teach the chat layout and take the plain 5-shot answers away."""
-    rng, rows = random.Random(seed), []
-    for _ in range(n):
-        solved = [legs_problem(rng) for _ in range(rng.randint(0, 2))]
-        wp, kind = legs_problem(rng), rng.choice(MATH_TYPES + GSM_TYPES)
-        query = "".join(gsm8k_doc(s) + "\n\n" for s in solved)
-        rows.append({"query": query + f"Question: {wp.question}\nAnswer:",
-                     "response": gsm8k_answer(wp), "type": kind,
-                     "original_question": wp.question})
-    return rows
-
-
 def legs_metamathqa(n: int, seed: int) -> list[dict]:
     """MetaMathQA rows of the legs problems (experiments/tiny_gsm8k.py: SFT v3 with them as its
     Synth. Math-Instruct)."""
