@@ -84,13 +84,15 @@ def main() -> None:
     runs, seed = args.out.resolve(), f"++seed={args.seed}"
     made = {}
 
-    def train(name: str, *overrides: str) -> None:
+    def produce(name: str, module: str, *args: str) -> None:
+        """Run ``module`` unless run ``name`` has its model already (a rerun does what is missing)."""
         if not (runs / "tiny" / name / "model").is_dir():
-            made[name] = solar(runs, "solar.train", *overrides, f"run.name={name}", "logger=csv",
-                               seed)
+            made[name] = solar(runs, module, *args)
 
-    if not (runs / "tiny" / "dus" / "model").is_dir():
-        made["dus"] = solar(runs, "solar.upscale", seed)
+    def train(name: str, *overrides: str) -> None:
+        produce(name, "solar.train", *overrides, f"run.name={name}", "logger=csv", seed)
+
+    produce("dus", "solar.upscale", seed)
     train("cpt", "+ablation=cpt")
     train("sft_v3", "+ablation=sft_v3")
     train("cpt_worksheets", "+ablation=cpt", "model.pretrained=cpt",
@@ -111,10 +113,8 @@ def main() -> None:
             else []
         train(f"sft_v{v}_legs_{low}", f"+ablation=sft_v{v}", "model.pretrained=cpt_legs",
               *math_rows, "data.max_length=256", f"++objective.tiny.lr={args.sft_lr}")
-    if not (runs / "tiny" / f"sft_v3_v4_legs_{low}" / "model").is_dir():
-        made[f"sft_v3_v4_legs_{low}"] = solar(
-            runs, "solar.merge", "+ablation=sft_v3_v4", f"run.name=sft_v3_v4_legs_{low}",
-            f"merge.models=[sft_v3_legs_{low},sft_v4_legs_{low}]")
+    produce(f"sft_v3_v4_legs_{low}", "solar.merge", "+ablation=sft_v3_v4",
+            f"run.name=sft_v3_v4_legs_{low}", f"merge.models=[sft_v3_legs_{low},sft_v4_legs_{low}]")
     # Table 4's DPO v1 / v2 from that SFT v3, at the tiny DPO lr; v2's Synth. Math-Alignment pairs
     # are the few-shot legs rows: chosen = the worked `#### n` answer, rejected = the boxed
     # one-liner
